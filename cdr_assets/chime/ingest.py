@@ -1,0 +1,337 @@
+"""Ingest one delivery day of raw CDR objects into the Parquet lake.
+
+A delivery day is the date in the raw keys (the day Chime delivered the object) and is the
+Dagster partition. Its rows go to the folders of their *end* day, in files whose names carry
+the delivery day and a batch id, so a partition can always find and replace its own files.
+
+Two modes:
+- ``replace`` (no ranges: backfill, UI, repair): every object of the day is read again, and
+  the partition's files and ledger rows are replaced in one step; the result is the same rows.
+- ``incremental`` (ranges from the sensor): only the listed key ranges, and of those only
+  objects the ledger has not seen, are read; new rows go to new files.
+
+Order of writes (what makes a kill at any point safe): register files as pending in DuckDB,
+write them (each put is atomic), commit ledger + transactions + file states in one DuckDB
+transaction, then delete files made obsolete. The next run of the partition deletes whatever a
+dead run left pending or obsolete, and a rerun of the same work writes the same file names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from cdr_assets.chime.keys import (
+    day_prefix,
+    lake_file_key,
+    quarantine_file_key,
+    voice_connector_of_prefix,
+)
+from cdr_assets.chime.ledger import ensure_lake_views, ensure_tables, files_in_state, forget_files
+from cdr_assets.chime.read import read_objects
+from cdr_assets.chime.schema import CDR_ARROW_SCHEMA, CDR_PREFIX
+from cdr_assets.storage import ObjectInfo, Storage
+
+FAILPOINT_ENV = "CDR_ASSETS_FAILPOINT"  # test hook: "after_first_lake_file" kills the process
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """Keys under ``prefix`` after ``start_after`` (exclusive) up to ``end_at`` (inclusive)."""
+
+    prefix: str
+    start_after: str | None = None
+    end_at: str | None = None
+
+
+@dataclass
+class IngestReport:
+    delivery_day: date
+    mode: str
+    batch_id: str = ""
+    objects_listed: int = 0
+    already_ingested: int = 0
+    objects_in: int = 0
+    rows_written: int = 0
+    quarantined: int = 0
+    duplicates_dropped: int = 0
+    bytes_read: int = 0
+    seconds: float = 0.0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    quirks: dict[str, int] = field(default_factory=dict)
+    rows_per_end_day: dict[str, int] = field(default_factory=dict)
+    per_voice_connector: list[dict[str, object]] = field(default_factory=list)
+    files_written: list[str] = field(default_factory=list)
+    files_removed: list[str] = field(default_factory=list)
+    preview: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def balanced(self) -> bool:
+        return self.objects_in == self.rows_written + self.quarantined + self.duplicates_dropped
+
+
+def list_range(storage: Storage, bucket: str, rng: KeyRange) -> list[ObjectInfo]:
+    out = []
+    for obj in storage.list_objects(bucket, rng.prefix, start_after=rng.start_after):
+        if rng.end_at is not None and obj.key > rng.end_at:
+            break
+        out.append(obj)
+    return out
+
+
+def full_day_ranges(storage: Storage, bucket: str, day: date) -> list[KeyRange]:
+    return [
+        KeyRange(day_prefix(voice_connector_of_prefix(p), day))
+        for p in storage.list_prefixes(bucket, CDR_PREFIX)
+    ]
+
+
+def _known_keys(conn: duckdb.DuckDBPyConnection, day: date, keys: list[str]) -> set[str]:
+    if not keys:
+        return set()
+    conn.register("candidate_keys", pa.table({"k": keys}))
+    try:
+        rows = conn.execute(
+            "SELECT source_key FROM chime.ingested_objects "
+            "WHERE delivery_day = ? AND source_key IN (SELECT k FROM candidate_keys)",
+            [day],
+        ).fetchall()
+    finally:
+        conn.unregister("candidate_keys")
+    return {r[0] for r in rows}
+
+
+def _remove_files(storage: Storage, conn: duckdb.DuckDBPyConnection, bucket: str, paths: list[str]) -> None:
+    for path in paths:
+        storage.delete(bucket, path)
+    forget_files(conn, paths)
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="snappy", row_group_size=128 * 1024)
+    return sink.getvalue().to_pybytes()
+
+
+_SPLIT_SQL = """
+WITH b AS (
+    SELECT *,
+           DATE '1970-01-01' + CAST(endtimeepochseconds // 86400 AS INTEGER) AS end_day,
+           row_number() OVER (PARTITION BY transactionid ORDER BY source_key) AS rn,
+           first(source_key) OVER (PARTITION BY transactionid ORDER BY source_key) AS first_key
+    FROM batch_rows
+), claimed AS (
+    SELECT transaction_id, source_key AS owner FROM chime.transactions
+    WHERE end_day IN (SELECT DISTINCT end_day FROM b) AND NOT (? AND delivery_day = ?)
+)
+SELECT b.* EXCLUDE (rn, first_key),
+       CASE WHEN claimed.owner IS NOT NULL THEN claimed.owner
+            WHEN rn > 1 THEN first_key END AS duplicate_of
+FROM b LEFT JOIN claimed ON b.transactionid = claimed.transaction_id
+ORDER BY end_day, starttimeepochseconds, transactionid, source_key
+"""
+
+
+def ingest_delivery_day(
+    storage: Storage,
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    cdr_bucket: str,
+    lake_bucket: str,
+    delivery_day: date,
+    ranges: Sequence[KeyRange] | None = None,
+    run_id: str | None = None,
+    workers: int | None = None,
+) -> IngestReport:
+    t0 = time.perf_counter()
+    replace = ranges is None
+    report = IngestReport(delivery_day, "replace" if replace else "incremental")
+    ensure_tables(conn)
+    storage.ensure_bucket(lake_bucket)
+
+    stale = files_in_state(conn, delivery_day, ("pending", "obsolete"))
+    _remove_files(storage, conn, lake_bucket, stale)
+    report.files_removed.extend(stale)
+
+    if ranges is None:
+        ranges = full_day_ranges(storage, cdr_bucket, delivery_day)
+    listed = {o.key: o for r in ranges for o in list_range(storage, cdr_bucket, r)}
+    report.objects_listed = len(listed)
+    known = set() if replace else _known_keys(conn, delivery_day, list(listed))
+    report.already_ingested = len(known)
+    objects = [listed[k] for k in sorted(listed) if k not in known]
+    report.objects_in = len(objects)
+    if not objects and not replace:
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    result = read_objects(storage, cdr_bucket, objects, delivery_day, workers=workers)
+    report.bytes_read = result.bytes_read
+    report.quirks = dict(result.quirks)
+    report.batch_id = hashlib.sha256(
+        ("\n".join([report.mode, *(o.key for o in objects)])).encode()
+    ).hexdigest()[:16]
+
+    conn.register("batch_rows", result.rows)
+    try:
+        split = conn.execute(_SPLIT_SQL, [replace, delivery_day]).fetch_arrow_table()
+    finally:
+        conn.unregister("batch_rows")
+    is_dup = pc.invert(pc.is_null(split["duplicate_of"]))
+    dups = split.filter(is_dup)
+    keep = split.filter(pc.invert(is_dup))
+
+    # Plan every file before writing any, and register them as pending.
+    planned: list[tuple[str, str, date | None, pa.Table]] = []
+    for end_day in sorted(set(keep["end_day"].to_pylist())):
+        part = keep.filter(pc.equal(keep["end_day"], pa.scalar(end_day, pa.date32())))
+        planned.append(("cdrs", lake_file_key(end_day, delivery_day, report.batch_id), end_day, part))
+    if result.quarantine.num_rows:
+        planned.append(
+            ("quarantine", quarantine_file_key(delivery_day, report.batch_id), None, result.quarantine)
+        )
+    now = datetime.now(UTC).replace(tzinfo=None)
+    paths = [p for _, p, _, _ in planned]
+    conn.execute("DELETE FROM chime.lake_files WHERE list_contains(?, path)", [paths])
+    conn.executemany(
+        "INSERT INTO chime.lake_files VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+        [[p, kind, delivery_day, end, t.num_rows, run_id, now] for kind, p, end, t in planned],
+    )
+
+    for i, (kind, path, _, table) in enumerate(planned):
+        if kind == "cdrs":
+            table = table.select(CDR_ARROW_SCHEMA.names).cast(CDR_ARROW_SCHEMA)
+        storage.put(lake_bucket, path, _parquet_bytes(table), content_type="application/vnd.apache.parquet")
+        report.files_written.append(path)
+        if i == 0 and os.environ.get(FAILPOINT_ENV) == "after_first_lake_file":
+            os._exit(137)  # simulate a kill -9 half-way through the writes
+
+    file_of_row = _file_column(keep, delivery_day, report.batch_id)
+    qfile = quarantine_file_key(delivery_day, report.batch_id)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        if replace:
+            conn.execute(
+                "UPDATE chime.lake_files SET state = 'obsolete' WHERE delivery_day = ? "
+                "AND state = 'committed' AND NOT list_contains(?, path)",
+                [delivery_day, paths],
+            )
+            conn.execute("DELETE FROM chime.ingested_objects WHERE delivery_day = ?", [delivery_day])
+            conn.execute("DELETE FROM chime.transactions WHERE delivery_day = ?", [delivery_day])
+        ledger = pa.table(
+            {
+                "source_key": pa.concat_arrays(
+                    [
+                        keep["source_key"].combine_chunks(),
+                        dups["source_key"].combine_chunks(),
+                        result.quarantine["source_key"].combine_chunks(),
+                    ]
+                ),
+                "outcome": ["written"] * keep.num_rows
+                + ["duplicate"] * dups.num_rows
+                + ["quarantined"] * result.quarantine.num_rows,
+                "transaction_id": keep["transactionid"].to_pylist()
+                + dups["transactionid"].to_pylist()
+                + [None] * result.quarantine.num_rows,
+                "detail": [None] * keep.num_rows
+                + dups["duplicate_of"].to_pylist()
+                + result.quarantine["reason_code"].to_pylist(),
+                "lake_file": file_of_row + [None] * dups.num_rows + [qfile] * result.quarantine.num_rows,
+            }
+        )
+        conn.register("ledger_rows", ledger)
+        conn.execute(
+            "INSERT INTO chime.ingested_objects SELECT source_key, ?, outcome, transaction_id, "
+            "detail, lake_file, ? FROM ledger_rows",
+            [delivery_day, now],
+        )
+        keep_rows = keep.select(["transactionid", "end_day", "source_key"]).append_column(
+            "lake_file", pa.array(file_of_row, pa.string())
+        )
+        conn.register("keep_rows", keep_rows)
+        conn.execute(
+            "INSERT INTO chime.transactions SELECT transactionid, end_day, ?, source_key, lake_file "
+            "FROM keep_rows",
+            [delivery_day],
+        )
+        conn.execute("UPDATE chime.lake_files SET state = 'committed' WHERE list_contains(?, path)", [paths])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    finally:
+        for name in ("ledger_rows", "keep_rows"):
+            with contextlib.suppress(Exception):
+                conn.unregister(name)
+
+    obsolete = files_in_state(conn, delivery_day, ("obsolete",))
+    _remove_files(storage, conn, lake_bucket, obsolete)
+    report.files_removed.extend(obsolete)
+
+    report.rows_written = keep.num_rows
+    report.duplicates_dropped = dups.num_rows
+    report.quarantined = result.quarantine.num_rows
+    report.quarantine_reasons = dict(Counter(result.quarantine["reason_code"].to_pylist()).most_common())
+    report.rows_per_end_day = dict(sorted(Counter(str(d) for d in keep["end_day"].to_pylist()).items()))
+    report.per_voice_connector = _per_voice_connector(conn, keep)
+    report.preview = (
+        keep.select(
+            [
+                "transactionid",
+                "voiceconnectorid",
+                "direction",
+                "status",
+                "sourcephonenumber",
+                "destinationphonenumber",
+                "starttimeepochseconds",
+                "billabledurationseconds",
+            ]
+        )
+        .slice(0, 5)
+        .to_pylist()
+    )
+    report.seconds = time.perf_counter() - t0
+    if not report.balanced:
+        raise RuntimeError(f"object accounting does not balance: {report}")
+    return report
+
+
+def _file_column(keep: pa.Table, delivery_day: date, batch_id: str) -> list[str]:
+    paths: dict[date, str] = {}
+    return [
+        paths.get(d) or paths.setdefault(d, lake_file_key(d, delivery_day, batch_id))
+        for d in keep["end_day"].to_pylist()
+    ]
+
+
+def _per_voice_connector(conn: duckdb.DuckDBPyConnection, keep: pa.Table) -> list[dict[str, object]]:
+    conn.register("kept", keep.select(["voiceconnectorid", "billabledurationseconds", "status"]))
+    try:
+        rows = conn.execute(
+            "SELECT voiceconnectorid, count(*) AS calls, "
+            "count(*) FILTER (WHERE status <> 'Completed') AS not_completed, "
+            "round(sum(billabledurationseconds) / 60.0, 1) AS billable_minutes "
+            "FROM kept GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    finally:
+        conn.unregister("kept")
+    return [
+        {"voice_connector_id": r[0], "calls": r[1], "not_completed": r[2], "billable_minutes": r[3]}
+        for r in rows
+    ]
+
+
+def refresh_views(conn: duckdb.DuckDBPyConnection, storage: Storage, lake_bucket: str) -> None:
+    ensure_tables(conn)
+    ensure_lake_views(conn, storage.uri(lake_bucket))

@@ -1,0 +1,80 @@
+"""The sensor that turns new raw CDR objects into partitioned, incremental runs."""
+
+from datetime import UTC, date, datetime
+
+from dagster import (
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from cdr_assets import settings
+from cdr_assets.chime.assets import chime_cdr_lake, delivery_days
+from cdr_assets.chime.discovery import Cursor, discover
+from cdr_assets.resources import CdrStorage, ChimeSettings
+
+
+@sensor(
+    name="chime_cdr_sensor",
+    target=chime_cdr_lake,
+    minimum_interval_seconds=int(settings.get("CDR_SENSOR_INTERVAL_SECONDS")),
+    default_status=DefaultSensorStatus.RUNNING,
+    description=(
+        "Lists the day prefixes of every voice connector inside the look-back window after the "
+        "last key seen, and requests an incremental run per delivery day with the new key ranges."
+    ),
+)
+def chime_cdr_sensor(
+    context: SensorEvaluationContext, storage: CdrStorage, chime_settings: ChimeSettings
+) -> SensorResult:
+    store = storage.get()
+    today = datetime.now(UTC).date()
+    requests, cursor, stats = discover(
+        store,
+        storage.chime_cdr_bucket,
+        Cursor.from_json(context.cursor),
+        today=today,
+        lookback_days=chime_settings.lookback_days,
+        sweep_budget=chime_settings.sweep_keys,
+    )
+    first = date.fromisoformat(delivery_days.start.strftime("%Y-%m-%d"))
+    runs = []
+    for req in requests:
+        if req.day < first:
+            context.log.warning(f"{req.day} is before CDR_PARTITIONS_START; not requested")
+            continue
+        runs.append(
+            RunRequest(
+                run_key=req.run_key,
+                partition_key=req.day.isoformat(),
+                run_config={
+                    "ops": {
+                        "chime_cdr_lake": {
+                            "config": {
+                                "ranges": [
+                                    {"prefix": r.prefix, "start_after": r.start_after, "end_at": r.end_at}
+                                    for r in req.ranges
+                                ]
+                            }
+                        }
+                    }
+                },
+                tags={
+                    "cdr_assets/new_objects": str(req.new_objects),
+                    "cdr_assets/trigger": "late-sweep" if req.late_digest is not None else "new-objects",
+                },
+            )
+        )
+    context.log.info(
+        f"{stats.voice_connectors} voice connectors, {stats.prefixes_listed} prefixes listed, "
+        f"{stats.new_objects} new objects, {stats.swept_keys} keys swept, late: {stats.late_prefixes}"
+    )
+    if not runs:
+        return SensorResult(
+            skip_reason=SkipReason(f"no new CDR objects ({stats.prefixes_listed} prefixes listed)"),
+            cursor=cursor.to_json(),
+        )
+    return SensorResult(run_requests=runs, cursor=cursor.to_json())

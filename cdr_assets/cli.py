@@ -1,0 +1,188 @@
+"""``cdr-assets``: generate data, run the pipelines headless, backfill, start the UI, demo."""
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from cdr_assets import settings
+
+
+@contextmanager
+def _resources() -> Iterator[tuple[Any, dict[str, Any]]]:
+    """The definitions and their resources, configured from the environment."""
+    from dagster import build_resources
+
+    from cdr_assets.definitions import defs
+
+    with build_resources(defs.resources) as res:
+        yield defs, {k: getattr(res, k) for k in defs.resources}
+
+
+def _print_outcomes(outcomes) -> bool:
+    ok = True
+    for o in outcomes:
+        if o.skipped:
+            print(f"  {o.source} partition {o.partition_key}: already done (run key), skipped")
+            continue
+        ok &= o.success
+        status = "ok" if o.success else "FAILED"
+        lake = o.metadata.get("processed_cdrs", {})
+        figures = ", ".join(
+            f"{k}={lake[k]}"
+            for k in ("objects_in", "rows_written", "quarantined", "duplicates_dropped", "already_ingested")
+            if k in lake
+        )
+        print(f"  {o.source} partition {o.partition_key} [{status}] {figures}  run {o.run_id[:8]}")
+    return ok
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from cdr_assets.chime.generate import generate_cdrs
+
+    with _resources() as (_, res):
+        storage = res["storage"]
+        store = storage.get()
+        store.ensure_bucket(storage.chime_cdr_bucket)
+        summary = generate_cdrs(
+            store,
+            storage.chime_cdr_bucket,
+            calls=args.calls,
+            days=args.days,
+            start=args.start,
+            seed=args.seed,
+            bad_fraction=args.bad_fraction,
+            voice_connectors=args.voice_connectors,
+        )
+        print(
+            f"wrote {summary.objects_written} objects to {store.uri(storage.chime_cdr_bucket)}: "
+            f"{summary.calls} calls, {summary.duplicate_deliveries} duplicate deliveries, "
+            f"{summary.late_deliveries} late, {sum(summary.bad_objects.values())} malformed"
+        )
+    return 0
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    from cdr_assets.definitions import defs
+    from cdr_assets.headless import process
+
+    outcomes = process(defs, include_schedules=args.include_schedules)
+    if not outcomes:
+        print("nothing to do")
+    return 0 if _print_outcomes(outcomes) else 1
+
+
+def _backfill(defs, days: list[date]) -> bool:
+    from dagster import DagsterInstance
+
+    from cdr_assets.chime.assets import PROCESSED_CDRS, QUARANTINED_CDRS
+    from cdr_assets.headless import execute_assets
+
+    settings.ensure_dagster_home()
+    instance = DagsterInstance.get()
+    outcomes = [
+        execute_assets(
+            defs, instance, [PROCESSED_CDRS, QUARANTINED_CDRS], partition_key=d.isoformat(), source="backfill"
+        )
+        for d in days
+    ]
+    return _print_outcomes(outcomes)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from cdr_assets.definitions import defs
+
+    if args.end < args.start:
+        print("--to is before --from", file=sys.stderr)
+        return 2
+    days = [args.start + timedelta(n) for n in range((args.end - args.start).days + 1)]
+    return 0 if _backfill(defs, days) else 1
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    settings.ensure_dagster_home()
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    argv = [dagster, "dev", "-w", "workspace.yaml", "-h", args.host, "-p", str(args.port)]
+    os.execv(dagster, argv)
+    return 0  # not reached
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cdr_assets.chime.generate import generate_cdrs
+    from cdr_assets.demo import lake_summary
+
+    with _resources() as (defs, res):
+        storage = res["storage"]
+        store = storage.get()
+        store.ensure_bucket(storage.chime_cdr_bucket)
+        today = datetime.now(UTC).date()
+        # Days both inside and before the sensor's window, so the demo shows both paths.
+        start = today - timedelta(days=args.days + 2)
+        print(f"1/3 generating {args.calls} calls over {args.days} days from {start} (seed {args.seed})")
+        gen = generate_cdrs(
+            store, storage.chime_cdr_bucket, calls=args.calls, days=args.days, start=start, seed=args.seed
+        )
+        print(f"    {gen.objects_written} objects in {store.uri(storage.chime_cdr_bucket)}")
+        print("2/3 sensor tick: incremental runs for new objects inside the look-back window")
+        from cdr_assets.headless import process
+
+        ok = _print_outcomes(process(defs))
+        lookback = res["chime_settings"].lookback_days
+        older = sorted(
+            date.fromisoformat(d)
+            for d in gen.per_delivery_day
+            if date.fromisoformat(d) < today - timedelta(lookback)
+        )
+        print(f"3/3 backfill of {len(older)} delivery days older than the window")
+        ok &= _backfill(defs, older)
+        print(lake_summary(res))
+    return 0 if ok else 1
+
+
+def _date(text: str) -> date:
+    return date.fromisoformat(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings.apply_defaults()
+    parser = argparse.ArgumentParser(prog="cdr-assets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write synthetic Chime CDR objects into CHIME_CDR_BUCKET")
+    gen.add_argument("--calls", type=int, default=20_000)
+    gen.add_argument("--days", type=int, default=3)
+    gen.add_argument("--start", type=_date, default=datetime.now(UTC).date() - timedelta(days=3))
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--bad-fraction", type=float, default=0.01)
+    gen.add_argument("--voice-connectors", type=int, default=4)
+    gen.set_defaults(func=cmd_generate)
+
+    proc = sub.add_parser("process", help="evaluate every sensor once and run what it requests")
+    proc.add_argument("--include-schedules", action="store_true")
+    proc.set_defaults(func=cmd_process)
+
+    back = sub.add_parser("backfill", help="(re)build delivery-day partitions of the CDR lake")
+    back.add_argument("--from", dest="start", type=_date, required=True)
+    back.add_argument("--to", dest="end", type=_date, required=True)
+    back.set_defaults(func=cmd_backfill)
+
+    dev = sub.add_parser("dev", help="the Dagster UI with sensors and schedules")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.set_defaults(func=cmd_dev)
+
+    demo = sub.add_parser("demo", help="generate a landing zone, process it, print a summary")
+    demo.add_argument("--calls", type=int, default=20_000)
+    demo.add_argument("--days", type=int, default=4)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(func=cmd_demo)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Environment variables: every setting has a documented default (README, "Configuration").
+
+``apply_defaults()`` fills unset variables with their defaults so that resources can read
+each one through ``EnvVar`` (the Dagster UI then shows where a value came from, and secrets
+never appear in run config).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULTS: dict[str, str] = {
+    "CDR_ASSETS_HOME": "./.cdr_assets",
+    "CDR_STORAGE": "local",
+    "CHIME_CDR_BUCKET": "chime-cdrs",
+    "CONNECT_BUCKET": "connect",
+    "LAKE_BUCKET": "cdr-lake",
+    "CDR_WAREHOUSE": "",  # empty: $CDR_ASSETS_HOME/warehouse.duckdb
+    "AWS_ENDPOINT_URL": "",  # empty: the AWS default endpoints
+    "AWS_REGION": "us-east-1",
+    "CDR_PARTITIONS_START": "2020-01-01",
+    "CDR_SENSOR_LOOKBACK_DAYS": "2",
+    "CDR_SENSOR_INTERVAL_SECONDS": "60",
+    "CDR_SENSOR_SWEEP_KEYS": "10000",
+    "CDR_QUARANTINE_WARN_PERCENT": "5",
+    "CDR_INGEST_WORKERS": "0",  # 0: one per CPU core
+    "CDR_LOG_LEVEL": "WARNING",  # console log level of headless runs (cdr-assets process/backfill)
+}
+
+
+def apply_defaults() -> None:
+    """Set unset variables to their defaults and make the local paths absolute."""
+    for name, value in DEFAULTS.items():
+        if not os.environ.get(name):
+            os.environ[name] = value
+    home = Path(os.environ["CDR_ASSETS_HOME"]).expanduser().resolve()
+    os.environ["CDR_ASSETS_HOME"] = str(home)
+    if not os.environ["CDR_WAREHOUSE"]:
+        os.environ["CDR_WAREHOUSE"] = str(home / "warehouse.duckdb")
+    os.environ.setdefault("DAGSTER_HOME", str(home / "dagster"))
+
+
+def get(name: str) -> str:
+    apply_defaults()
+    return os.environ[name]
+
+
+DAGSTER_YAML = """\
+# Written by cdr_assets on first use; edit freely, it is not overwritten.
+concurrency:
+  pools:
+    # Every pool is limited to 1; the only pool is "duckdb": one DuckDB writer at a time.
+    default_limit: 1
+run_retries:
+  enabled: true
+  max_retries: 2
+telemetry:
+  enabled: false
+"""
+
+
+def ensure_dagster_home() -> Path:
+    """Create $DAGSTER_HOME with our dagster.yaml so sensor cursors survive restarts."""
+    apply_defaults()
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    cfg = home / "dagster.yaml"
+    if not cfg.exists():
+        cfg.write_text(DAGSTER_YAML)
+    return home
