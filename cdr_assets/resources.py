@@ -37,7 +37,8 @@ class CdrStorage(ConfigurableResource):
                 self._storage = LocalStorage(self.home)
             elif self.mode == "s3":
                 self._storage = S3Storage(
-                    endpoint_url=self.s3.endpoint_url,
+                    # boto3 reads AWS_ENDPOINT_URL itself; pyarrow and DuckDB need it spelled out.
+                    endpoint_url=self.s3.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None,
                     region_name=self.s3.region_name,
                     client_factory=self.s3.get_client,
                 )
