@@ -15,7 +15,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
 from cdr_assets import settings
-from cdr_assets.storage import LocalStorage, S3Storage, Storage
+from cdr_assets.storage import Storage, make_storage
 from cdr_assets.warehouse import configure_lake_access
 
 
@@ -33,17 +33,13 @@ class CdrStorage(ConfigurableResource):
 
     def get(self) -> Storage:
         if self._storage is None:
-            if self.mode == "local":
-                self._storage = LocalStorage(self.home)
-            elif self.mode == "s3":
-                self._storage = S3Storage(
-                    # boto3 reads AWS_ENDPOINT_URL itself; pyarrow and DuckDB need it spelled out.
-                    endpoint_url=self.s3.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None,
-                    region_name=self.s3.region_name,
-                    client_factory=self.s3.get_client,
-                )
-            else:
-                raise ValueError(f"CDR_STORAGE must be 'local' or 's3', not {self.mode!r}")
+            self._storage = make_storage(
+                self.mode,
+                self.home,
+                endpoint_url=self.s3.endpoint_url,
+                region_name=self.s3.region_name,
+                client_factory=self.s3.get_client,
+            )
         return self._storage
 
 

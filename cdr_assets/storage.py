@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -142,14 +142,26 @@ class LocalStorage:
     def list_objects(
         self, bucket: str, prefix: str = "", *, start_after: str | None = None
     ) -> Iterator[ObjectInfo]:
-        base = self.bucket_path(bucket)
-        # Descend straight to the deepest folder the prefix names; filter the rest by name.
-        dir_part, _, name_part = prefix.rpartition("/")
-        start_dir = base.joinpath(*dir_part.split("/")) if dir_part else base
-        rel = dir_part + "/" if dir_part else ""
-        if not start_dir.is_dir():
+        found = self._prefix_folder(bucket, prefix)
+        if found is None:
             return
+        start_dir, rel, name_part = found
         yield from self._walk(start_dir, rel, name_part, start_after)
+
+    def _prefix_folder(self, bucket: str, prefix: str) -> tuple[Path, str, str] | None:
+        """The deepest folder a prefix names, its key prefix, and the name part left to filter.
+
+        None when no key can match: the folder is missing, or the prefix has a component no
+        valid key has ("..", ".", "", a leading "/"), which also keeps listings inside the bucket.
+        """
+        base = self.bucket_path(bucket)
+        dir_part, _, name_part = prefix.rpartition("/")
+        if prefix.startswith("/") or (dir_part and any(p in ("", ".", "..") for p in dir_part.split("/"))):
+            return None
+        folder = base.joinpath(*dir_part.split("/")) if dir_part else base
+        if not folder.is_dir():
+            return None
+        return folder, (dir_part + "/" if dir_part else ""), name_part
 
     def _walk(
         self, folder: Path, rel: str, name_prefix: str, start_after: str | None
@@ -177,16 +189,18 @@ class LocalStorage:
     def list_prefixes(self, bucket: str, prefix: str = "", delimiter: str = "/") -> list[str]:
         if delimiter != "/":
             raise StorageError("local storage lists common prefixes with delimiter '/' only")
-        base = self.bucket_path(bucket)
-        dir_part, _, name_part = prefix.rpartition("/")
-        folder = base.joinpath(*dir_part.split("/")) if dir_part else base
-        rel = dir_part + "/" if dir_part else ""
-        if not folder.is_dir():
+        found = self._prefix_folder(bucket, prefix)
+        if found is None:
             return []
+        folder, rel, name_part = found
+        # Like S3, a common prefix exists only while an object lies below it: deletes leave
+        # empty folders behind, which must not show up.
         names = [
             e.name
             for e in os.scandir(folder)
-            if e.is_dir(follow_symlinks=False) and e.name.startswith(name_part)
+            if e.is_dir(follow_symlinks=False)
+            and e.name.startswith(name_part)
+            and next(self._walk(Path(e.path), "", "", None), None) is not None
         ]
         return sorted((rel + n + "/" for n in names), key=str.encode)
 
@@ -482,10 +496,31 @@ class S3Storage:
         return fs, lambda bucket, key="": f"{bucket}/{key}"
 
 
-def delete_all(storage: Storage, bucket: str, keys: Iterable[str]) -> int:
-    """Delete keys one by one (both backends); returns how many were asked for."""
-    n = 0
-    for key in keys:
-        storage.delete(bucket, key)
-        n += 1
-    return n
+def make_storage(
+    mode: str,
+    home: str,
+    *,
+    endpoint_url: str | None = None,
+    region_name: str | None = None,
+    client_factory: Callable[[], Any] | None = None,
+) -> Storage:
+    """The backend for ``CDR_STORAGE``: ``local`` folders under ``home``, or ``s3``."""
+    if mode == "local":
+        return LocalStorage(home)
+    if mode == "s3":
+        # boto3 reads AWS_ENDPOINT_URL itself; pyarrow and DuckDB need it spelled out.
+        return S3Storage(
+            endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None,
+            region_name=region_name,
+            client_factory=client_factory,
+        )
+    raise StorageError(f"CDR_STORAGE must be 'local' or 's3', not {mode!r}")
+
+
+def storage_from_env() -> Storage:
+    """The configured backend, for code outside Dagster (CLI, benchmarks, tests)."""
+    return make_storage(
+        os.environ.get("CDR_STORAGE", "local"),
+        os.environ.get("CDR_ASSETS_HOME", ".cdr_assets"),
+        region_name=os.environ.get("AWS_REGION"),
+    )

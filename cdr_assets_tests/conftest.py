@@ -4,6 +4,7 @@
 at fresh buckets on the session's S3 server, so tests never share state.
 """
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -35,9 +38,9 @@ class CdrEnv:
     lake_bucket: str
 
     def storage(self):
-        from cdr_assets.resources import build_resources
+        from cdr_assets.storage import storage_from_env
 
-        return build_resources()["storage"].process_config_and_initialize().get()
+        return storage_from_env()
 
     def resources(self) -> dict[str, object]:
         from cdr_assets.resources import build_resources

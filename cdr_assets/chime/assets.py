@@ -122,7 +122,7 @@ def chime_cdr_lake(
             lake_bucket=storage.lake_bucket,
             delivery_day=day,
             ranges=ranges,
-            run_id=context.run_id,
+            run_id=context.run.run_id,
             workers=chime_settings.ingest_workers or None,
         )
         refresh_views(conn, store, storage.lake_bucket)

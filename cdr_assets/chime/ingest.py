@@ -204,10 +204,11 @@ def ingest_delivery_day(
     now = datetime.now(UTC).replace(tzinfo=None)
     paths = [p for _, p, _, _ in planned]
     conn.execute("DELETE FROM chime.lake_files WHERE list_contains(?, path)", [paths])
-    conn.executemany(
-        "INSERT INTO chime.lake_files VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
-        [[p, kind, delivery_day, end, t.num_rows, run_id, now] for kind, p, end, t in planned],
-    )
+    if planned:
+        conn.executemany(
+            "INSERT INTO chime.lake_files VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+            [[p, kind, delivery_day, end, t.num_rows, run_id, now] for kind, p, end, t in planned],
+        )
 
     for i, (kind, path, _, table) in enumerate(planned):
         if kind == "cdrs":
