@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import orjson
 
-from cdr_assets.chime.schema import CDR_PREFIX
+from cdr_assets.chime.generate import cdr_key
 
 VC = "abcdef1ghij2klmno3pqr4"
 
@@ -38,13 +38,10 @@ def cdr(txn: str, end: datetime, *, duration: int = 60, vc: str = VC, **override
     return record
 
 
-def key(delivered: datetime, txn: str, vc: str = VC) -> str:
-    return f"{CDR_PREFIX}{vc}/{delivered:%Y/%m/%d}/{delivered:%H.%M.%S}.{delivered.microsecond // 1000:03d}_{txn}"
-
-
 def put_cdr(store, bucket: str, record: dict | bytes, delivered: datetime, txn: str | None = None) -> str:
     txn = txn or (record["TransactionId"] if isinstance(record, dict) else "bad")
-    k = key(delivered, txn, record.get("VoiceConnectorId", VC) if isinstance(record, dict) else VC)
+    vc = record.get("VoiceConnectorId", VC) if isinstance(record, dict) else VC
+    k = cdr_key(vc, delivered, txn)
     store.put(bucket, k, record if isinstance(record, bytes) else orjson.dumps(record))
     return k
 

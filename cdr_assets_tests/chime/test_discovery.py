@@ -84,7 +84,7 @@ def test_late_object_behind_the_cursor_in_an_older_prefix_is_found(cdr_env):
     late_key = put_cdr(store, bucket, cdr("late", at(yesterday, "06:00:00")), at(yesterday, "06:00:01"))
     found = []
     for _ in range(8):  # the sweep visits each prefix of the window in turn
-        requests, cursor, stats = _tick(store, bucket, cursor, sweep_budget=2)
+        requests, cursor, _ = _tick(store, bucket, cursor, sweep_budget=2)
         found += [r for r in requests if r.late_digest is not None]
         if found:
             break

@@ -89,7 +89,8 @@ def test_end_to_end_counts_dedupe_and_end_day_folders(cdr_env):
     # The first delivery (by key) of a duplicated call is the one kept.
     assert next(r[4] for r in rows if r[0] == "t-dup").split("/")[-1].startswith("11.00.02")
     extra, proxy, minutes = conn.execute(
-        f"SELECT extra_fields, isproxycall, billabledurationminutes FROM {LAKE_VIEW} WHERE transactionid = 't-quirks'"
+        "SELECT extra_fields, isproxycall, billabledurationminutes "
+        f"FROM {LAKE_VIEW} WHERE transactionid = 't-quirks'"
     ).fetchone()
     assert extra == '{"pricePerUnitUSD":"0.0048"}' and proxy is False and minutes == 0.0
 
