@@ -1,0 +1,55 @@
+"""The ``cdr-assets`` command as a user runs it: separate processes, a persistent instance."""
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from cdr_assets.chime.ledger import LAKE_VIEW
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("cdr-assets")
+    return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_generate_process_backfill(local_env):
+    env = dict(os.environ)
+    today = datetime.now(UTC).date()
+    start = today - timedelta(days=4)
+    gen = _cli("generate", "--calls", "600", "--days", "2", "--start", str(start), "--seed", "5", env=env)
+    assert gen.returncode == 0, gen.stderr
+    assert "wrote" in gen.stdout
+
+    # The sensor's window (2 days back) does not reach the generated days: nothing to do...
+    first = _cli("process", env=env)
+    assert first.returncode == 0, first.stderr
+    # ...so history is loaded by backfilling partitions from the command line.
+    back = _cli("backfill", "--from", str(start), "--to", str(today - timedelta(days=1)), env=env)
+    assert back.returncode == 0, back.stderr
+    assert back.stdout.count("[ok]") == 4
+    conn = duckdb.connect(os.environ["CDR_WAREHOUSE"], read_only=True)
+    (rows,) = conn.execute(f"SELECT count(*) FROM {LAKE_VIEW}").fetchone()
+    conn.close()
+    assert rows == 600
+
+    # New objects for today are picked up by the sensor, once.
+    gen2 = _cli("generate", "--calls", "50", "--days", "1", "--start", str(today), "--seed", "6", env=env)
+    assert gen2.returncode == 0, gen2.stderr
+    tick = _cli("process", env=env)
+    assert tick.returncode == 0, tick.stderr
+    assert "sensor:chime_cdr_sensor" in tick.stdout and "[ok]" in tick.stdout
+    again = _cli("process", env=env)
+    assert again.returncode == 0 and "[ok]" not in again.stdout
+    # The cursor lives under DAGSTER_HOME, so it survives between processes.
+    assert (Path(os.environ["DAGSTER_HOME"]) / "headless_cursors.json").exists()
+
+
+def test_bad_arguments_exit_with_2(local_env):
+    bad = _cli("backfill", "--from", "2026-01-05", "--to", "2026-01-01", env=dict(os.environ))
+    assert bad.returncode == 2 and "before" in bad.stderr
+    unknown = _cli("generate", "--no-such-flag", env=dict(os.environ))
+    assert unknown.returncode == 2
