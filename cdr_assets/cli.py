@@ -142,6 +142,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_athena_ddl(args: argparse.Namespace) -> int:
+    from cdr_assets.chime.schema import ATHENA_DDL
+
+    print(ATHENA_DDL.replace("<LAKE_BUCKET>", settings.get("LAKE_BUCKET")) + ";")
+    return 0
+
+
 def _date(text: str) -> date:
     return date.fromisoformat(text)
 
@@ -179,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--days", type=int, default=4)
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=cmd_demo)
+
+    ddl = sub.add_parser("athena-ddl", help="print the Athena/Glue table over the lake (LAKE_BUCKET)")
+    ddl.set_defaults(func=cmd_athena_ddl)
 
     args = parser.parse_args(argv)
     return args.func(args)

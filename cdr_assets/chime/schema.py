@@ -76,5 +76,14 @@ ATHENA_DDL = (
         for f in CDR_ARROW_SCHEMA
     )
     + "\n)\nPARTITIONED BY (year int, month int, day int)\nSTORED AS PARQUET\n"
-    "LOCATION 's3://<LAKE_BUCKET>/Amazon-Chime-Voice-Connector-CDRs/'"
+    "LOCATION 's3://<LAKE_BUCKET>/Amazon-Chime-Voice-Connector-CDRs/'\n"
+    # Partition projection, as the reference table has; month/day folders are zero-padded.
+    "TBLPROPERTIES (\n"
+    "  'projection.enabled' = 'true',\n"
+    "  'projection.year.type' = 'integer', 'projection.year.range' = '2019,2099',\n"
+    "  'projection.month.type' = 'integer', 'projection.month.range' = '1,12', 'projection.month.digits' = '2',\n"
+    "  'projection.day.type' = 'integer', 'projection.day.range' = '1,31', 'projection.day.digits' = '2',\n"
+    "  'storage.location.template' = "
+    "'s3://<LAKE_BUCKET>/Amazon-Chime-Voice-Connector-CDRs/year=${year}/month=${month}/day=${day}/'\n"
+    ")"
 )
