@@ -8,6 +8,7 @@ common prefixes, atomic puts (a reader sees the old object or the new one, never
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -266,7 +267,7 @@ class LocalStorage:
         path = self._path(bucket, key)
         try:
             size = path.stat().st_size
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # a key "below" a file does not exist
             return None
         if not path.is_file():
             return None
@@ -303,18 +304,21 @@ class LocalStorage:
             tmp = self._tmp / f"{uuid.uuid4().hex}.part"
             shutil.copyfile(src, tmp)
             os.replace(tmp, dst)
-        # Like S3's CopyObject: metadata is copied unless replaced.
+        # Like S3's CopyObject: metadata is copied unless replaced (replacing drops the content
+        # type too), and the copy gets the storage class asked for, else STANDARD, not the source's.
         self._write_meta(
             dst_bucket,
             dst_key,
             head.metadata if metadata is None else metadata,
-            storage_class or head.storage_class,
-            head.content_type,
+            storage_class or "STANDARD",
+            head.content_type if metadata is None else None,
         )
 
     def delete(self, bucket: str, key: str) -> None:
-        self._path(bucket, key).unlink(missing_ok=True)
-        self._meta_path(bucket, key).unlink(missing_ok=True)
+        for path in (self._path(bucket, key), self._meta_path(bucket, key)):
+            # Nothing there (or a file where a folder would be) is not an error, as on S3.
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                path.unlink()
 
     def ensure_bucket(self, bucket: str) -> None:
         self.bucket_path(bucket).mkdir(parents=True, exist_ok=True)
@@ -468,7 +472,12 @@ class S3Storage:
             kwargs["MetadataDirective"] = "COPY"
         if storage_class:
             kwargs["StorageClass"] = storage_class
-        self.client.copy_object(**kwargs)
+        try:
+            self.client.copy_object(**kwargs)
+        except Exception as exc:
+            if self._not_found(exc):
+                raise ObjectNotFound(f"{src_bucket}/{src_key}") from exc
+            raise
 
     def delete(self, bucket: str, key: str) -> None:
         self.client.delete_object(Bucket=bucket, Key=key)
