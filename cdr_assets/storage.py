@@ -9,6 +9,7 @@ common prefixes, atomic puts (a reader sees the old object or the new one, never
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import uuid
@@ -118,6 +119,10 @@ class LocalStorage:
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root).resolve()
         self._tmp = self.root / "tmp"
+        # put() is the hot path of generation and lake writes: remember folders made, name
+        # temp files from a counter, and validate keys by their parts (no resolve() calls).
+        self._made: set[str] = set()
+        self._seq = itertools.count()
 
     # -- paths -------------------------------------------------------------------------
     def bucket_path(self, bucket: str) -> Path:
@@ -130,10 +135,8 @@ class LocalStorage:
         parts = key.split("/")
         if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise StorageError(f"refused key {key!r}: empty, absolute or escaping its bucket")
-        path = base.joinpath(*parts)
-        if not path.resolve().is_relative_to(base.resolve()):
-            raise StorageError(f"refused key {key!r}: it escapes bucket folder {base}")
-        return path
+        # With no empty, "." or ".." part and no leading "/", the path stays inside base.
+        return base.joinpath(*parts)
 
     def _meta_path(self, bucket: str, key: str) -> Path:
         path = self._path(bucket, key, tree="object-meta")
@@ -214,18 +217,34 @@ class LocalStorage:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectNotFound(f"{bucket}/{key}") from exc
 
+    def _mkdir(self, folder: str) -> None:
+        if folder not in self._made:
+            os.makedirs(folder, exist_ok=True)
+            self._made.add(folder)
+
     def _atomic_write(self, path: Path, data: bytes) -> None:
-        self._tmp.mkdir(parents=True, exist_ok=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._tmp / f"{uuid.uuid4().hex}.part"
+        tmp_dir = str(self._tmp)
+        self._mkdir(tmp_dir)
+        self._mkdir(os.path.dirname(path))
+        tmp = f"{tmp_dir}/{os.getpid()}-{next(self._seq)}.part"
         try:
             # No fsync: rename already gives readers all-or-nothing; durability across a
             # power cut is the file system's job and would cost ~10x per small object.
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, path)
+            except FileNotFoundError:  # a remembered folder was removed meanwhile
+                self._made.clear()
+                self._mkdir(tmp_dir)
+                self._mkdir(os.path.dirname(path))
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
     def put(
         self,
@@ -239,9 +258,10 @@ class LocalStorage:
     ) -> None:
         _check_storage_class(storage_class)
         path = self._path(bucket, key)
-        if path.is_dir():
-            raise StorageError(f"refused key {key!r}: a folder of that name exists locally")
-        self._atomic_write(path, bytes(data))
+        try:
+            self._atomic_write(path, data)
+        except IsADirectoryError as exc:
+            raise StorageError(f"refused key {key!r}: a folder of that name exists locally") from exc
         self._write_meta(bucket, key, metadata, storage_class, content_type)
 
     def _write_meta(
@@ -254,7 +274,8 @@ class LocalStorage:
     ) -> None:
         meta_path = self._meta_path(bucket, key)
         if not metadata and storage_class in (None, "STANDARD") and content_type is None:
-            meta_path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                os.unlink(meta_path)
             return
         doc = {
             "metadata": dict(metadata or {}),
