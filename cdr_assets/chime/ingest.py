@@ -191,6 +191,11 @@ def ingest_delivery_day(
     is_dup = pc.invert(pc.is_null(split["duplicate_of"]))
     dups = split.filter(is_dup)
     keep = split.filter(pc.invert(is_dup))
+    report.rows_written = keep.num_rows
+    report.duplicates_dropped = dups.num_rows
+    report.quarantined = result.quarantine.num_rows
+    if not report.balanced:  # checked before anything is written or marked done
+        raise RuntimeError(f"object accounting does not balance: {report}")
 
     # Plan every file before writing any, and register them as pending.
     planned: list[tuple[str, str, date | None, pa.Table]] = []
@@ -218,8 +223,15 @@ def ingest_delivery_day(
         if i == 0 and os.environ.get(FAILPOINT_ENV) == "after_first_lake_file":
             os._exit(137)  # simulate a kill -9 half-way through the writes
 
-    file_of_row = _file_column(keep, delivery_day, report.batch_id)
-    qfile = quarantine_file_key(delivery_day, report.batch_id)
+    file_of_day = pa.table(
+        {
+            "end_day": pa.array([end for kind, _, end, _ in planned if kind == "cdrs"], pa.date32()),
+            "lake_file": [p for kind, p, _, _ in planned if kind == "cdrs"],
+        }
+    )
+    tables = {"keep_rows": keep, "dup_rows": dups, "quarantine_rows": result.quarantine, "files": file_of_day}
+    for name, table in tables.items():
+        conn.register(name, table)
     conn.execute("BEGIN TRANSACTION")
     try:
         if replace:
@@ -230,40 +242,20 @@ def ingest_delivery_day(
             )
             conn.execute("DELETE FROM chime.ingested_objects WHERE delivery_day = ?", [delivery_day])
             conn.execute("DELETE FROM chime.transactions WHERE delivery_day = ?", [delivery_day])
-        ledger = pa.table(
-            {
-                "source_key": pa.concat_arrays(
-                    [
-                        keep["source_key"].combine_chunks(),
-                        dups["source_key"].combine_chunks(),
-                        result.quarantine["source_key"].combine_chunks(),
-                    ]
-                ),
-                "outcome": ["written"] * keep.num_rows
-                + ["duplicate"] * dups.num_rows
-                + ["quarantined"] * result.quarantine.num_rows,
-                "transaction_id": keep["transactionid"].to_pylist()
-                + dups["transactionid"].to_pylist()
-                + [None] * result.quarantine.num_rows,
-                "detail": [None] * keep.num_rows
-                + dups["duplicate_of"].to_pylist()
-                + result.quarantine["reason_code"].to_pylist(),
-                "lake_file": file_of_row + [None] * dups.num_rows + [qfile] * result.quarantine.num_rows,
-            }
-        )
-        conn.register("ledger_rows", ledger)
+        # Every object of the batch gets exactly one ledger row: written, duplicate or quarantined.
         conn.execute(
-            "INSERT INTO chime.ingested_objects SELECT source_key, ?, outcome, transaction_id, "
-            "detail, lake_file, ? FROM ledger_rows",
-            [delivery_day, now],
+            "INSERT INTO chime.ingested_objects "
+            "SELECT source_key, $day, 'written', transactionid, NULL, lake_file, $now "
+            "FROM keep_rows JOIN files USING (end_day) "
+            "UNION ALL SELECT source_key, $day, 'duplicate', transactionid, duplicate_of, NULL, $now "
+            "FROM dup_rows "
+            "UNION ALL SELECT source_key, $day, 'quarantined', NULL, reason_code, $qfile, $now "
+            "FROM quarantine_rows",
+            {"day": delivery_day, "now": now, "qfile": quarantine_file_key(delivery_day, report.batch_id)},
         )
-        keep_rows = keep.select(["transactionid", "end_day", "source_key"]).append_column(
-            "lake_file", pa.array(file_of_row, pa.string())
-        )
-        conn.register("keep_rows", keep_rows)
         conn.execute(
             "INSERT INTO chime.transactions SELECT transactionid, end_day, ?, source_key, lake_file "
-            "FROM keep_rows",
+            "FROM keep_rows JOIN files USING (end_day) ORDER BY end_day",
             [delivery_day],
         )
         conn.execute("UPDATE chime.lake_files SET state = 'committed' WHERE list_contains(?, path)", [paths])
@@ -272,7 +264,7 @@ def ingest_delivery_day(
         conn.execute("ROLLBACK")
         raise
     finally:
-        for name in ("ledger_rows", "keep_rows"):
+        for name in tables:
             with contextlib.suppress(Exception):
                 conn.unregister(name)
 
@@ -280,9 +272,6 @@ def ingest_delivery_day(
     _remove_files(storage, conn, lake_bucket, obsolete)
     report.files_removed.extend(obsolete)
 
-    report.rows_written = keep.num_rows
-    report.duplicates_dropped = dups.num_rows
-    report.quarantined = result.quarantine.num_rows
     report.quarantine_reasons = dict(Counter(result.quarantine["reason_code"].to_pylist()).most_common())
     report.rows_per_end_day = dict(sorted(Counter(str(d) for d in keep["end_day"].to_pylist()).items()))
     report.per_voice_connector = _per_voice_connector(conn, keep)
@@ -303,17 +292,7 @@ def ingest_delivery_day(
         .to_pylist()
     )
     report.seconds = time.perf_counter() - t0
-    if not report.balanced:
-        raise RuntimeError(f"object accounting does not balance: {report}")
     return report
-
-
-def _file_column(keep: pa.Table, delivery_day: date, batch_id: str) -> list[str]:
-    paths: dict[date, str] = {}
-    return [
-        paths.get(d) or paths.setdefault(d, lake_file_key(d, delivery_day, batch_id))
-        for d in keep["end_day"].to_pylist()
-    ]
 
 
 def _per_voice_connector(conn: duckdb.DuckDBPyConnection, keep: pa.Table) -> list[dict[str, object]]:
