@@ -1,5 +1,5 @@
 # Everything runs from .venv, created on first use; only python3.11 and make are assumed.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
