@@ -71,7 +71,7 @@ class Storage(Protocol):
         self,
         bucket: str,
         key: str,
-        data: bytes,
+        data: bytes | memoryview,
         *,
         metadata: dict[str, str] | None = None,
         storage_class: str | None = None,
@@ -225,7 +225,7 @@ class LocalStorage:
             os.makedirs(folder, exist_ok=True)
             self._made.add(folder)
 
-    def _atomic_write(self, path: Path, data: bytes) -> None:
+    def _atomic_write(self, path: Path, data: bytes | memoryview) -> None:
         tmp_dir = str(self._tmp)
         self._mkdir(tmp_dir)
         self._mkdir(os.path.dirname(path))
@@ -253,7 +253,7 @@ class LocalStorage:
         self,
         bucket: str,
         key: str,
-        data: bytes,
+        data: bytes | memoryview,
         *,
         metadata: dict[str, str] | None = None,
         storage_class: str | None = None,
@@ -441,7 +441,7 @@ class S3Storage:
         self,
         bucket: str,
         key: str,
-        data: bytes,
+        data: bytes | memoryview,
         *,
         metadata: dict[str, str] | None = None,
         storage_class: str | None = None,
