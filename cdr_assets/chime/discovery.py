@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
 
@@ -30,6 +31,31 @@ from cdr_assets.chime.schema import CDR_PREFIX
 from cdr_assets.storage import Storage
 
 CURSOR_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PrefixLayout:
+    """Where a source keeps its day prefixes (the CDR lake by default; Connect CTRs reuse this).
+
+    ``units`` lists the top-level units once per tick (voice connectors; ``[""]`` for a source
+    without units), ``day_prefix(unit, day)`` is the prefix of one unit's day, and
+    ``day_of_prefix`` reads the day back. ``name`` starts the run keys.
+    """
+
+    name: str
+    units: Callable[[Storage, str], list[str]]
+    day_prefix: Callable[[str, date], str]
+    day_of_prefix: Callable[[str], date]
+
+
+CHIME_LAYOUT = PrefixLayout(
+    name="chime-cdrs",
+    units=lambda storage, bucket: [
+        voice_connector_of_prefix(p) for p in storage.list_prefixes(bucket, CDR_PREFIX)
+    ],
+    day_prefix=day_prefix,
+    day_of_prefix=day_of_prefix,
+)
 
 
 def key_hash(key: str) -> int:
@@ -93,12 +119,13 @@ class DayRequest:
     # Set when a sweep found keys behind the cursor: the prefix digest it found, so that a
     # second late arrival into the same prefix gets a run key of its own.
     late_digest: int | None = None
+    source: str = CHIME_LAYOUT.name
 
     @property
     def run_key(self) -> str:
         payload = orjson.dumps([[r.prefix, r.start_after, r.end_at] for r in self.ranges])
         kind = "new" if self.late_digest is None else f"late-{self.late_digest:016x}"
-        return f"chime-cdrs:{self.day}:{kind}:{hashlib.sha1(payload).hexdigest()[:16]}"
+        return f"{self.source}:{self.day}:{kind}:{hashlib.sha1(payload).hexdigest()[:16]}"
 
 
 @dataclass
@@ -118,11 +145,12 @@ def discover(
     today: date,
     lookback_days: int,
     sweep_budget: int = 10_000,
+    layout: PrefixLayout = CHIME_LAYOUT,
 ) -> tuple[list[DayRequest], Cursor, TickStats]:
     """One sensor tick: what is new since ``cursor``, and the cursor after it."""
     stats = TickStats()
     window = days_back(today, lookback_days)
-    vcs = [voice_connector_of_prefix(p) for p in storage.list_prefixes(bucket, CDR_PREFIX)]
+    vcs = layout.units(storage, bucket)
     stats.voice_connectors = len(vcs)
 
     ranges: dict[date, list[KeyRange]] = defaultdict(list)
@@ -130,7 +158,7 @@ def discover(
     progress: dict[str, PrefixProgress] = {}
     for vc in vcs:
         for day in window:
-            prefix = day_prefix(vc, day)
+            prefix = layout.day_prefix(vc, day)
             state = cursor.prefixes.get(prefix) or PrefixProgress()
             stats.prefixes_listed += 1
             new = [o.key for o in storage.list_objects(bucket, prefix, start_after=state.after)]
@@ -144,17 +172,22 @@ def discover(
             if state.after is not None:
                 progress[prefix] = state  # prefixes that left the window are dropped here
     stats.new_objects = sum(counts.values())
-    requests = [DayRequest(day, ranges[day], counts[day]) for day in sorted(ranges)]
+    requests = [DayRequest(day, ranges[day], counts[day], source=layout.name) for day in sorted(ranges)]
 
     nxt = Cursor(progress, cursor.sweep, cursor.last_swept)
-    late = _sweep_step(storage, bucket, nxt, sweep_budget, stats)
+    late = _sweep_step(storage, bucket, nxt, sweep_budget, stats, layout)
     if late is not None:
         requests.append(late)
     return requests, nxt, stats
 
 
 def _sweep_step(
-    storage: Storage, bucket: str, cursor: Cursor, budget: int, stats: TickStats
+    storage: Storage,
+    bucket: str,
+    cursor: Cursor,
+    budget: int,
+    stats: TickStats,
+    layout: PrefixLayout = CHIME_LAYOUT,
 ) -> DayRequest | None:
     """Advance the round-robin re-listing by at most ``budget`` keys; mutates ``cursor``."""
     if cursor.sweep is None or cursor.sweep.prefix not in cursor.prefixes:
@@ -190,8 +223,9 @@ def _sweep_step(
     grew = sweep.count - state.count
     cursor.prefixes[sweep.prefix] = PrefixProgress(state.after, sweep.count, sweep.digest)
     return DayRequest(
-        day_of_prefix(sweep.prefix),
+        layout.day_of_prefix(sweep.prefix),
         [KeyRange(sweep.prefix, None, state.after)],
         new_objects=max(grew, 0),
         late_digest=sweep.digest,
+        source=layout.name,
     )

@@ -26,6 +26,7 @@ from cdr_assets.chime.schema import (
     QUARANTINE_ARROW_SCHEMA,
     QUARANTINE_PREFIX,
 )
+from cdr_assets.storage import Storage
 
 LAKE_SCHEMA = "amazon_chime_sdk_voice_connector_cdrs"
 LAKE_VIEW = f"{LAKE_SCHEMA}.processed_cdrs"
@@ -49,17 +50,22 @@ CREATE TABLE IF NOT EXISTS chime.transactions (
     source_key VARCHAR NOT NULL,
     lake_file VARCHAR NOT NULL
 );
-CREATE TABLE IF NOT EXISTS chime.lake_files (
+"""
+
+# Shared with the Connect staging area (schema ``connect``): the same file states and cleanup.
+LAKE_FILES_DDL = """
+CREATE TABLE IF NOT EXISTS {schema}.lake_files (
     path VARCHAR NOT NULL,             -- key in the lake bucket
-    kind VARCHAR NOT NULL,             -- cdrs | quarantine
+    kind VARCHAR NOT NULL,             -- cdrs | quarantine (chime); ctrs | quarantine (connect)
     delivery_day DATE NOT NULL,
-    end_day DATE,
+    end_day DATE,                      -- the day folder of the file (connect: initiation day)
     row_count BIGINT NOT NULL,
     state VARCHAR NOT NULL,            -- pending | committed | obsolete
     run_id VARCHAR,
     written_at TIMESTAMP NOT NULL
 );
 """
+DDL += LAKE_FILES_DDL.format(schema="chime")
 
 
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
@@ -107,14 +113,25 @@ def ensure_lake_views(conn: duckdb.DuckDBPyConnection, lake_root_uri: str) -> No
         conn.execute(f"CREATE OR REPLACE VIEW {view} AS {body}")
 
 
-def files_in_state(conn: duckdb.DuckDBPyConnection, delivery_day: date, states: tuple[str, ...]) -> list[str]:
+def files_in_state(
+    conn: duckdb.DuckDBPyConnection, delivery_day: date, states: tuple[str, ...], schema: str = "chime"
+) -> list[str]:
     rows = conn.execute(
-        "SELECT path FROM chime.lake_files WHERE delivery_day = ? AND list_contains(?, state)",
+        f"SELECT path FROM {schema}.lake_files WHERE delivery_day = ? AND list_contains(?, state)",
         [delivery_day, list(states)],
     ).fetchall()
     return [r[0] for r in rows]
 
 
-def forget_files(conn: duckdb.DuckDBPyConnection, paths: list[str]) -> None:
+def forget_files(conn: duckdb.DuckDBPyConnection, paths: list[str], schema: str = "chime") -> None:
     if paths:
-        conn.execute("DELETE FROM chime.lake_files WHERE list_contains(?, path)", [paths])
+        conn.execute(f"DELETE FROM {schema}.lake_files WHERE list_contains(?, path)", [paths])
+
+
+def remove_files(
+    storage: Storage, conn: duckdb.DuckDBPyConnection, bucket: str, paths: list[str], schema: str = "chime"
+) -> None:
+    """Delete lake files, then forget them in ``<schema>.lake_files``."""
+    for path in paths:
+        storage.delete(bucket, path)
+    forget_files(conn, paths, schema)
