@@ -1,0 +1,108 @@
+"""The report email (pure: no Dagster): building it and sending it over SMTP.
+
+Header values are checked before they reach a header: a recipient or subject carrying a line
+break (``"a@b\\r\\nBcc: c@d"``) is refused, not folded into another header.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
+
+_FORBIDDEN = ("\r", "\n", "\x00")
+
+
+class MailError(RuntimeError):
+    """The mail could not be built or was not accepted for every recipient."""
+
+
+def check_header(value: str, what: str) -> str:
+    if any(c in value for c in _FORBIDDEN):
+        raise MailError(f"{what} contains a line break or NUL; refusing it: {value!r}")
+    return value.strip()
+
+
+def parse_recipients(text: str) -> list[str]:
+    """``"a@x.org, b@y.org"`` -> addresses; anything that is not one plain address is an error."""
+    check_header(text, "recipient list")
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        _, addr = parseaddr(part)
+        if not addr or addr != part.strip("<>") or "@" not in addr or any(c in addr for c in ' ,;:"<>'):
+            raise MailError(f"not an email address: {part!r}")
+        out.append(addr)
+    return out
+
+
+def _address(text: str) -> Address:
+    local, _, domain = check_header(text, "address").rpartition("@")
+    if not local or not domain:
+        raise MailError(f"not an email address: {text!r}")
+    return Address(addr_spec=f"{local}@{domain}")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    data: bytes
+    maintype: str
+    subtype: str
+
+
+def build_email(
+    *,
+    sender: str,
+    recipients: list[str],
+    subject: str,
+    text: str,
+    html: str,
+    attachments: list[Attachment],
+) -> EmailMessage:
+    if not recipients:
+        raise MailError("no recipients")
+    msg = EmailMessage()
+    msg["From"] = _address(sender)
+    msg["To"] = [_address(r) for r in recipients]
+    msg["Subject"] = check_header(subject, "subject")
+    msg["Date"] = formatdate(usegmt=True)
+    msg["Message-ID"] = make_msgid(domain="cdr-assets")
+    msg.set_content(text)
+    msg.add_alternative(html, subtype="html")
+    for a in attachments:
+        name = check_header(a.filename, "file name")
+        msg.add_attachment(a.data, maintype=a.maintype, subtype=a.subtype, filename=name)
+    return msg
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    user: str = ""
+    password: str = ""
+    starttls: bool = True
+    timeout: float = 30.0
+
+
+def send_email(msg: EmailMessage, smtp: SmtpSettings) -> None:
+    """One SMTP transaction for all recipients; raises MailError unless every one is accepted."""
+    if not smtp.host:
+        raise MailError("SMTP_HOST is not set; cannot send the report (or unset CDR_REPORT_EMAIL)")
+    try:
+        with smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout) as client:
+            if smtp.starttls:
+                client.starttls(context=ssl.create_default_context())
+            if smtp.user:
+                client.login(smtp.user, smtp.password)
+            refused = client.send_message(msg)
+    except (smtplib.SMTPException, OSError) as exc:
+        raise MailError(f"sending the report to {smtp.host}:{smtp.port} failed: {exc!r}") from exc
+    if refused:
+        # Accepted for some: say so loudly rather than count it as delivered.
+        raise MailError(f"the SMTP server refused {sorted(refused)}; the others were accepted")
