@@ -1,0 +1,129 @@
+"""Connect CTRs into the star schema: bulk rate for ~1,000,000 CTRs, then an incremental 10,000.
+
+``run(args)`` returns ``name=value`` lines. The generated Firehose files are cached under
+``./bench-data/connect/`` (regenerated when the parameters change); the lake and the DuckDB
+file are rebuilt in ``./bench-data/connect/run/`` on every run. Bulk = stage + load every
+delivery day of the big set; incremental = stage + load the delivery days of 10,000 more CTRs
+into those same tables. Targets: >= 20,000 CTRs/s bulk on 2 cores; incremental <= 10 % of bulk.
+
+Standalone: ``python -m benchmarks.connect [--ctrs N] [--incremental N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+
+from cdr_assets.connect.generate import generate_ctrs
+from cdr_assets.connect.staging import stage_delivery_day
+from cdr_assets.connect.warehouse import load_partition
+from cdr_assets.storage import LocalStorage
+
+ROOT = Path("bench-data/connect")
+BUCKET, LAKE = "connect", "lake"
+START = date(2026, 1, 5)
+BULK_DAYS = 5
+# ~10 % of generated contacts get a second version and ~2 % of records a duplicate delivery, so
+# contacts = CTRs / 1.12 delivers about the asked number of CTR records.
+RECORDS_PER_CONTACT = 1.12
+
+
+def _dataset(ctrs: int, incremental: int) -> tuple[LocalStorage, dict]:
+    meta_path = ROOT / "meta.json"
+    params = {"ctrs": ctrs, "incremental": incremental, "version": 1}
+    store = LocalStorage(ROOT / "data")
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta["params"] == params:
+            return store, meta
+    shutil.rmtree(ROOT / "data", ignore_errors=True)
+    store = LocalStorage(ROOT / "data")
+    store.ensure_bucket(BUCKET)
+    t0 = time.perf_counter()
+    bulk = generate_ctrs(
+        store, BUCKET, contacts=int(ctrs / RECORDS_PER_CONTACT), days=BULK_DAYS, start=START, seed=11
+    )
+    inc_start = START + timedelta(days=BULK_DAYS + 2)
+    inc = generate_ctrs(
+        store, BUCKET, contacts=int(incremental / RECORDS_PER_CONTACT), days=1, start=inc_start, seed=12
+    )
+    meta = {
+        "params": params,
+        "bulk_days": sorted(bulk.per_delivery_day),
+        "bulk_records": bulk.records + bulk.duplicate_deliveries,
+        "inc_days": sorted(inc.per_delivery_day),
+        "inc_records": inc.records + inc.duplicate_deliveries,
+        "generate_seconds": time.perf_counter() - t0,
+    }
+    ROOT.mkdir(parents=True, exist_ok=True)
+    meta_path.write_text(json.dumps(meta))
+    return store, meta
+
+
+def _load(store: LocalStorage, conn: duckdb.DuckDBPyConnection, days: list[str]) -> tuple[int, float]:
+    t0 = time.perf_counter()
+    records = 0
+    for day in days:
+        report = stage_delivery_day(
+            store,
+            conn,
+            connect_bucket=BUCKET,
+            lake_bucket=LAKE,
+            ctr_prefix="ctr/",
+            delivery_day=date.fromisoformat(day),
+            workers=2,
+        )
+        records += report.records_in
+        load_partition(conn, store, LAKE, date.fromisoformat(day))
+    return records, time.perf_counter() - t0
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    ctrs = getattr(args, "connect_ctrs", None) or 1_000_000
+    incremental = getattr(args, "connect_incremental", None) or 10_000
+    _, meta = _dataset(ctrs, incremental)
+    run_dir = ROOT / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    # Staging reads raw files and writes lake files through one Storage: link the raw bucket in.
+    (run_dir / "buckets").mkdir()
+    (run_dir / "buckets" / BUCKET).symlink_to((ROOT / "data" / "buckets" / BUCKET).resolve())
+    lake = LocalStorage(run_dir)
+    lake.ensure_bucket(LAKE)
+    conn = duckdb.connect(str(run_dir / "warehouse.duckdb"))
+    try:
+        bulk_records, bulk_s = _load(lake, conn, meta["bulk_days"])
+        (facts,) = conn.execute("SELECT count(*) FROM connect.fact_contact").fetchone()  # type: ignore[misc]
+        inc_records, inc_s = _load(lake, conn, meta["inc_days"])
+    finally:
+        conn.close()
+    rate = bulk_records / bulk_s
+    return [
+        f"connect_bulk_ctrs={bulk_records} (CTR records in {len(meta['bulk_days'])} delivery days)",
+        f"connect_bulk_seconds={bulk_s:.1f}",
+        f"connect_bulk_ctrs_per_second={rate:.0f} (target >= 20000 on 2 cores: "
+        f"{'met' if rate >= 20_000 else 'NOT met'})",
+        f"connect_fact_rows_after_bulk={facts}",
+        f"connect_incremental_ctrs={inc_records}",
+        f"connect_incremental_seconds={inc_s:.2f}",
+        f"connect_incremental_vs_bulk={inc_s / bulk_s:.3f} (target <= 0.10: "
+        f"{'met' if inc_s / bulk_s <= 0.10 else 'NOT met'})",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ctrs", dest="connect_ctrs", type=int, default=1_000_000)
+    parser.add_argument("--incremental", dest="connect_incremental", type=int, default=10_000)
+    for line in run(parser.parse_args()):
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+"""Stage one delivery day of Firehose CTR files as typed Parquet (pure code: no Dagster).
+
+The partition is the *delivery* day (the date in the Firehose key), as for the CDR lake. Its
+rows go to the folders of their ``InitiationTimestamp`` day, in files named after the delivery
+day and a batch id, so a partition can always find and replace its own files. Every record is
+staged, duplicates and older versions included (staging is the record of what arrived); the
+warehouse keeps the latest version per contact.
+
+Modes and the order of writes are those of ``chime.ingest``: ``replace`` (no ranges) reads
+the whole day again and replaces the partition's files; ``incremental`` (the sensor's ranges)
+reads only files the ledger has not seen. Files are registered ``pending`` in
+``connect.lake_files`` (the CDR lake's bookkeeping table, same states and cleanup), written
+(atomic puts), and committed with the ledger rows in one DuckDB transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from multiprocessing import get_context
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from cdr_assets.chime.ingest import KeyRange, list_range
+from cdr_assets.chime.ledger import LAKE_FILES_DDL, files_in_state, remove_files
+from cdr_assets.connect.parse import parse_file
+from cdr_assets.connect.schema import (
+    QUARANTINE_SCHEMA,
+    STAGED_SCHEMA,
+    day_prefix,
+    quarantine_file_key,
+    staged_file_key,
+)
+from cdr_assets.storage import ObjectInfo, ObjectNotFound, Storage
+
+SCHEMA = "connect"
+CHUNK_FILES = 16
+S3_READ_THREADS = 8
+
+DDL = """
+CREATE SCHEMA IF NOT EXISTS connect;
+CREATE TABLE IF NOT EXISTS connect.ingested_files (
+    source_key VARCHAR NOT NULL,
+    delivery_day DATE NOT NULL,
+    records BIGINT NOT NULL,          -- values found in the file
+    staged BIGINT NOT NULL,           -- rows written to staging
+    quarantined BIGINT NOT NULL,      -- records or spans sent to the quarantine
+    ingested_at TIMESTAMP NOT NULL
+);
+""" + LAKE_FILES_DDL.format(schema=SCHEMA)
+
+
+def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute(DDL)
+
+
+@dataclass
+class StagingReport:
+    delivery_day: date
+    mode: str
+    batch_id: str = ""
+    files_listed: int = 0
+    already_ingested: int = 0
+    files_in: int = 0
+    records_in: int = 0
+    rows_staged: int = 0
+    quarantined: int = 0
+    bytes_read: int = 0
+    seconds: float = 0.0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    rows_per_initiation_day: dict[str, int] = field(default_factory=dict)
+    files_written: list[str] = field(default_factory=list)
+    files_removed: list[str] = field(default_factory=list)
+
+    @property
+    def balanced(self) -> bool:
+        return self.records_in == self.rows_staged + self.quarantined
+
+
+@dataclass
+class ReadResult:
+    rows: pa.Table
+    quarantine: pa.Table
+    per_file: list[tuple[str, int, int, int]]  # key, records, staged, quarantined
+    bytes_read: int = 0
+
+
+def full_day_ranges(ctr_prefix: str, day: date) -> list[KeyRange]:
+    return [KeyRange(day_prefix(ctr_prefix, day))]
+
+
+def _fetch(storage: Storage, bucket: str, key: str) -> bytes | None:
+    try:
+        return storage.get(bucket, key)
+    except ObjectNotFound:
+        return None  # deleted between listing and reading
+
+
+def read_chunk(storage: Storage, bucket: str, keys: Sequence[str], delivery_day: date) -> ReadResult:
+    """Fetch and parse some files (runs in a worker process for large days)."""
+    if storage.mode == "s3":
+        with ThreadPoolExecutor(S3_READ_THREADS) as pool:
+            blobs = list(pool.map(lambda k: _fetch(storage, bucket, k), keys))
+    else:
+        blobs = [_fetch(storage, bucket, k) for k in keys]
+    tables, bad_rows, per_file, nbytes = [], [], [], 0
+    for key, data in zip(keys, blobs, strict=True):
+        if data is None:
+            bad_rows.append((key, 0, "vanished", "file was listed but deleted before it was read", b""))
+            per_file.append((key, 1, 0, 1))
+            continue
+        nbytes += len(data)
+        parsed = parse_file(data, key)
+        tables.append(pa.table(parsed.rows, schema=STAGED_SCHEMA))
+        bad_rows += [(key, b.offset, b.code, b.reason, b.raw) for b in parsed.bad]
+        per_file.append((key, parsed.records, parsed.row_count, len(parsed.bad)))
+    quarantine = pa.table(
+        {
+            "source_key": [r[0] for r in bad_rows],
+            "source_offset": [r[1] for r in bad_rows],
+            "reason_code": [r[2] for r in bad_rows],
+            "reason": [r[3] for r in bad_rows],
+            "raw": [r[4] for r in bad_rows],
+            "delivery_day": [delivery_day] * len(bad_rows),
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+    rows = pa.concat_tables(tables) if tables else STAGED_SCHEMA.empty_table()
+    return ReadResult(rows, quarantine, per_file, nbytes)
+
+
+def read_files(
+    storage: Storage, bucket: str, keys: Sequence[str], delivery_day: date, *, workers: int | None = None
+) -> ReadResult:
+    workers = workers or os.cpu_count() or 1
+    chunks = [keys[i : i + CHUNK_FILES] for i in range(0, len(keys), CHUNK_FILES)]
+    # Worker start-up (imports, ~1 s) only pays off for a few chunks' worth of files.
+    if workers <= 1 or len(chunks) <= 3:
+        parts = [read_chunk(storage, bucket, c, delivery_day) for c in chunks]
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(read_chunk, storage, bucket, c, delivery_day) for c in chunks]
+            parts = [f.result() for f in futures]
+    return ReadResult(
+        pa.concat_tables([p.rows for p in parts]) if parts else STAGED_SCHEMA.empty_table(),
+        pa.concat_tables([p.quarantine for p in parts]) if parts else QUARANTINE_SCHEMA.empty_table(),
+        [f for p in parts for f in p.per_file],
+        sum(p.bytes_read for p in parts),
+    )
+
+
+def _known_keys(conn: duckdb.DuckDBPyConnection, day: date, keys: list[str]) -> set[str]:
+    if not keys:
+        return set()
+    rows = conn.execute(
+        "SELECT source_key FROM connect.ingested_files "
+        "WHERE delivery_day = ? AND list_contains(?, source_key)",
+        [day, keys],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="snappy", row_group_size=128 * 1024)
+    return sink.getvalue().to_pybytes()
+
+
+def stage_delivery_day(
+    storage: Storage,
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    connect_bucket: str,
+    lake_bucket: str,
+    ctr_prefix: str,
+    delivery_day: date,
+    ranges: Sequence[KeyRange] | None = None,
+    run_id: str | None = None,
+    workers: int | None = None,
+) -> StagingReport:
+    t0 = time.perf_counter()
+    replace = ranges is None
+    report = StagingReport(delivery_day, "replace" if replace else "incremental")
+    ensure_tables(conn)
+    storage.ensure_bucket(lake_bucket)
+    stale = files_in_state(conn, delivery_day, ("pending", "obsolete"), SCHEMA)
+    remove_files(storage, conn, lake_bucket, stale, SCHEMA)
+    report.files_removed.extend(stale)
+
+    if ranges is None:
+        ranges = full_day_ranges(ctr_prefix, delivery_day)
+    listed: dict[str, ObjectInfo] = {o.key: o for r in ranges for o in list_range(storage, connect_bucket, r)}
+    report.files_listed = len(listed)
+    known = set() if replace else _known_keys(conn, delivery_day, list(listed))
+    report.already_ingested = len(known)
+    keys = [k for k in sorted(listed) if k not in known]
+    report.files_in = len(keys)
+    if not keys and not replace:
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    result = read_files(storage, connect_bucket, keys, delivery_day, workers=workers)
+    report.bytes_read = result.bytes_read
+    report.batch_id = hashlib.sha256("\n".join([report.mode, *keys]).encode()).hexdigest()[:16]
+    rows = result.rows
+    init_day = pc.cast(rows["initiation_timestamp"], pa.date32())
+
+    planned: list[tuple[str, str, date | None, pa.Table]] = []
+    for day in sorted(set(init_day.to_pylist())):
+        part = rows.filter(pc.equal(init_day, pa.scalar(day, pa.date32())))
+        part = part.sort_by([("initiation_timestamp", "ascending"), ("contact_id", "ascending")])
+        planned.append(("ctrs", staged_file_key(day, delivery_day, report.batch_id), day, part))
+    if result.quarantine.num_rows:
+        planned.append(
+            ("quarantine", quarantine_file_key(delivery_day, report.batch_id), None, result.quarantine)
+        )
+    now = datetime.now(UTC).replace(tzinfo=None)
+    paths = [p for _, p, _, _ in planned]
+    conn.execute("DELETE FROM connect.lake_files WHERE list_contains(?, path)", [paths])
+    if planned:
+        conn.executemany(
+            "INSERT INTO connect.lake_files VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+            [[p, kind, delivery_day, d, t.num_rows, run_id, now] for kind, p, d, t in planned],
+        )
+    for _, path, _, table in planned:
+        storage.put(lake_bucket, path, _parquet_bytes(table), content_type="application/vnd.apache.parquet")
+        report.files_written.append(path)
+
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        if replace:
+            conn.execute(
+                "UPDATE connect.lake_files SET state = 'obsolete' WHERE delivery_day = ? "
+                "AND state = 'committed' AND NOT list_contains(?, path)",
+                [delivery_day, paths],
+            )
+            conn.execute("DELETE FROM connect.ingested_files WHERE delivery_day = ?", [delivery_day])
+        ledger = pa.table(
+            {
+                "source_key": [f[0] for f in result.per_file],
+                "records": [f[1] for f in result.per_file],
+                "staged": [f[2] for f in result.per_file],
+                "quarantined": [f[3] for f in result.per_file],
+            }
+        )
+        conn.register("ledger_rows", ledger)
+        conn.execute(
+            "INSERT INTO connect.ingested_files SELECT source_key, ?, records, staged, quarantined, ? "
+            "FROM ledger_rows",
+            [delivery_day, now],
+        )
+        conn.execute(
+            "UPDATE connect.lake_files SET state = 'committed' WHERE list_contains(?, path)", [paths]
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            conn.unregister("ledger_rows")
+
+    obsolete = files_in_state(conn, delivery_day, ("obsolete",), SCHEMA)
+    remove_files(storage, conn, lake_bucket, obsolete, SCHEMA)
+    report.files_removed.extend(obsolete)
+
+    report.records_in = sum(f[1] for f in result.per_file)
+    report.rows_staged = rows.num_rows
+    report.quarantined = result.quarantine.num_rows
+    report.quarantine_reasons = dict(Counter(result.quarantine["reason_code"].to_pylist()).most_common())
+    report.rows_per_initiation_day = {str(d): t.num_rows for k, _, d, t in planned if k == "ctrs"}
+    report.seconds = time.perf_counter() - t0
+    if not report.balanced:
+        raise RuntimeError(f"record accounting does not balance: {report}")
+    return report
+
+
+def committed_files(
+    conn: duckdb.DuckDBPyConnection, delivery_day: date | None, kind: str = "ctrs"
+) -> list[str]:
+    ensure_tables(conn)
+    rows = conn.execute(
+        "SELECT path FROM connect.lake_files WHERE (? IS NULL OR delivery_day = ?) AND kind = ? "
+        "AND state = 'committed' ORDER BY path",
+        [delivery_day, delivery_day, kind],
+    ).fetchall()
+    return [r[0] for r in rows]

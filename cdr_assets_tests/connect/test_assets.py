@@ -1,0 +1,172 @@
+"""The Dagster shell of the Connect warehouse, end to end in both storage modes."""
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import duckdb
+from dagster import AssetKey, DagsterInstance, Definitions, build_sensor_context, materialize
+
+from cdr_assets.connect.assets import (
+    FACT_CONTACT,
+    QUARANTINED_CTRS,
+    STAGED_CTRS,
+    connect_ctr_staging,
+    connect_star_schema,
+)
+from cdr_assets.connect.checks import connect_checks
+from cdr_assets.connect.sensors import connect_ctr_sensor
+from cdr_assets.connect.warehouse import STAR_TABLES
+from cdr_assets_tests.connect.factory import concatenated, ctr, put_firehose, sample_versions
+
+
+def _materialize(env, partition_key: str, run_config=None, instance=None):
+    return materialize(
+        [connect_ctr_staging, connect_star_schema, *connect_checks],
+        partition_key=partition_key,
+        resources=env.resources(),
+        run_config=run_config,
+        instance=instance,
+        raise_on_error=True,
+    )
+
+
+def _metadata(result, key: AssetKey, node: str) -> dict:
+    (mat,) = [m for m in result.asset_materializations_for_node(node) if m.asset_key == key]
+    return {k: v.value for k, v in mat.metadata.items()}
+
+
+def _query(env, sql: str):
+    conn = duckdb.connect(str(env.home / "warehouse.duckdb"), read_only=True)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def _tables(env) -> dict[str, list]:
+    return {
+        t: _query(env, f"SELECT * EXCLUDE (loaded_at) FROM connect.{t} ORDER BY ALL")
+        if t == "fact_contact"
+        else _query(env, f"SELECT * FROM connect.{t} ORDER BY ALL")
+        for t in STAR_TABLES
+    }
+
+
+def test_definitions_load():
+    from cdr_assets.definitions import defs
+
+    Definitions.validate_loadable(defs)
+    keys = defs.resolve_asset_graph().get_all_asset_keys()
+    assert {
+        STAGED_CTRS,
+        QUARANTINED_CTRS,
+        FACT_CONTACT,
+        AssetKey("dim_agent"),
+        AssetKey("raw_connect_ctrs"),
+    } <= keys
+    assert defs.resolve_sensor_def("connect_ctr_sensor")
+
+
+def test_real_samples_across_days_and_files(cdr_env):
+    """The 6 real deliveries spread over files of two delivery days, in reverse order, plus bad input."""
+    store, bucket = cdr_env.storage(), cdr_env.connect_bucket
+    versions = sample_versions()
+    day1, day2 = date(2022, 1, 11), date(2022, 1, 12)
+    at1 = datetime(2022, 1, 11, 5, 0, 0)
+    put_firehose(store, bucket, at1, concatenated(versions[4:6]) + b"}{ not json")
+    put_firehose(store, bucket, at1 + timedelta(hours=1), json.dumps(versions[2:4]).encode())  # an array
+    put_firehose(store, bucket, datetime(2022, 1, 12, 1, 0, 0), concatenated(versions[0:2], "\n"))
+
+    first = _materialize(cdr_env, str(day1))
+    staged = _metadata(first, STAGED_CTRS, "connect_ctr_staging")
+    assert (staged["records_in"], staged["rows_staged"], staged["quarantined"]) == (5, 4, 1)
+    assert all(e.passed for e in first.get_asset_check_evaluations())
+    second = _materialize(cdr_env, str(day2))
+    fact = _metadata(second, FACT_CONTACT, "connect_star_schema")
+    assert (fact["dagster/row_count"], fact["inserted"], fact["stale_or_duplicate"]) == (1, 0, 1)
+    assert all(e.passed for e in second.get_asset_check_evaluations())
+    rows = _query(cdr_env, "SELECT contact_id, last_update_timestamp FROM connect.fact_contact")
+    assert rows == [("6fe40d2a-1a89-4d73-bfcf-5d9c33894f47", datetime(2022, 1, 11, 4, 9, 47))]
+    (quarantine,) = _query(cdr_env, "SELECT count(*) FROM connect.lake_files WHERE kind = 'quarantine'")[0]
+    assert quarantine == 1
+
+    # Rematerializing a partition (replace mode) gives the same tables and no stray files.
+    before = _tables(cdr_env)
+    again = _materialize(cdr_env, str(day1))
+    redo = _metadata(again, STAGED_CTRS, "connect_ctr_staging")
+    assert redo["files_removed"] == 0 and redo["files_written"] == staged["files_written"]  # same names
+    assert _tables(cdr_env) == before
+    (committed,) = _query(cdr_env, "SELECT count(*) FROM connect.lake_files WHERE state = 'committed'")[0]
+    staged_files = [k for k in _list(cdr_env) if k.endswith(".parquet")]
+    assert len(staged_files) == committed == 3  # day 1: one ctrs file + quarantine; day 2: one ctrs file
+
+
+def _list(env) -> list[str]:
+    store = env.storage()
+    return [o.key for o in store.list_objects(env.lake_bucket, "")]
+
+
+def test_sensor_requests_new_files_once(cdr_env):
+    store, bucket = cdr_env.storage(), cdr_env.connect_bucket
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    today = now.date()
+    put_firehose(store, bucket, now - timedelta(days=1), concatenated([ctr("y1", now - timedelta(days=1))]))
+    put_firehose(
+        store, bucket, now, concatenated([ctr("t1", now), ctr("t2", now, agent=None)]), suffix="5" * 8
+    )
+    put_firehose(
+        store, bucket, now - timedelta(days=30), concatenated([ctr("old", now - timedelta(days=30))])
+    )
+    instance = DagsterInstance.ephemeral()
+    resources = cdr_env.resources()
+    from cdr_assets.definitions import defs
+
+    with build_sensor_context(instance=instance, resources=resources, definitions=defs) as ctx:
+        tick = connect_ctr_sensor.evaluate_tick(ctx)
+    assert sorted(r.partition_key for r in tick.run_requests) == [str(today - timedelta(1)), str(today)]
+    for request in tick.run_requests:
+        result = _materialize(cdr_env, request.partition_key, request.run_config, instance)
+        assert _metadata(result, STAGED_CTRS, "connect_ctr_staging")["mode"] == "incremental"
+    assert _query(cdr_env, "SELECT contact_id FROM connect.fact_contact ORDER BY 1") == [
+        ("t1",),
+        ("t2",),
+        ("y1",),
+    ]
+
+    with build_sensor_context(
+        instance=instance, resources=resources, cursor=tick.cursor, definitions=defs
+    ) as ctx:
+        again = connect_ctr_sensor.evaluate_tick(ctx)
+    assert not again.run_requests and again.skip_message
+
+    put_firehose(store, bucket, now, concatenated([ctr("t3", now)]), suffix="f" * 8)  # sorts after the cursor
+    with build_sensor_context(
+        instance=instance, resources=resources, cursor=again.cursor, definitions=defs
+    ) as ctx:
+        third = connect_ctr_sensor.evaluate_tick(ctx)
+    (request,) = third.run_requests
+    assert request.run_key.startswith(f"connect-ctrs:{today}:new:")
+    (rng,) = request.run_config["ops"]["connect_ctr_staging"]["config"]["ranges"]
+    assert rng["start_after"] is not None  # only the part after the cursor is listed again
+    result = _materialize(cdr_env, request.partition_key, request.run_config, instance)
+    staged = _metadata(result, STAGED_CTRS, "connect_ctr_staging")
+    assert (staged["files_in"], staged["records_in"]) == (1, 1)
+    fact = _metadata(result, FACT_CONTACT, "connect_star_schema")
+    assert (fact["files_loaded"], fact["inserted"], fact["dagster/row_count"]) == (1, 1, 4)
+
+    # A file that becomes visible late with a key *before* the cursor is found by the sweep.
+    put_firehose(store, bucket, now, concatenated([ctr("t4", now)]), suffix="0" * 8)
+    cursor = third.cursor
+    late = []
+    for _ in range(4):
+        with build_sensor_context(
+            instance=instance, resources=resources, cursor=cursor, definitions=defs
+        ) as ctx:
+            tick = connect_ctr_sensor.evaluate_tick(ctx)
+        cursor, late = tick.cursor, late + list(tick.run_requests)
+    (request,) = late
+    assert request.tags["cdr_assets/trigger"] == "late-sweep"
+    result = _materialize(cdr_env, request.partition_key, request.run_config, instance)
+    staged = _metadata(result, STAGED_CTRS, "connect_ctr_staging")
+    assert (staged["files_listed"], staged["already_ingested"], staged["files_in"]) == (3, 2, 1)
+    assert _metadata(result, FACT_CONTACT, "connect_star_schema")["dagster/row_count"] == 5
