@@ -62,6 +62,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
             f"{summary.calls} calls, {summary.duplicate_deliveries} duplicate deliveries, "
             f"{summary.late_deliveries} late, {sum(summary.bad_objects.values())} malformed"
         )
+        if args.contacts:
+            from cdr_assets.connect.generate import generate_ctrs
+
+            store.ensure_bucket(storage.connect_bucket)
+            ctrs = generate_ctrs(
+                store,
+                storage.connect_bucket,
+                contacts=args.contacts,
+                days=args.days,
+                start=args.start,
+                seed=args.seed,
+                prefix=res["connect_settings"].ctr_prefix.rstrip("/") + "/",
+            )
+            print(
+                f"wrote {ctrs.files} Firehose CTR files to {store.uri(storage.connect_bucket)}: "
+                f"{ctrs.contacts} contacts ({ctrs.abandoned} abandoned, {ctrs.transfers} transfers, "
+                f"{dict(ctrs.channels)}), {ctrs.updated_versions} updated versions, "
+                f"{ctrs.duplicate_deliveries} duplicate deliveries"
+            )
     return 0
 
 
@@ -153,6 +172,65 @@ def _date(text: str) -> date:
     return date.fromisoformat(text)
 
 
+@contextmanager
+def _lake_connection() -> Iterator[tuple[Any, str]]:
+    """An in-memory DuckDB that reads the lake (no lock on the warehouse file) and its root."""
+    from cdr_assets.chime.search import open_search_connection
+    from cdr_assets.storage import storage_from_env
+
+    store = storage_from_env()
+    conn = open_search_connection(store)
+    try:
+        yield conn, store.uri(settings.get("LAKE_BUCKET"))
+    finally:
+        conn.close()
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from cdr_assets.chime.search import SearchError, SearchFilters, parse_time, search_cdrs
+    from cdr_assets.tabular import render
+
+    try:
+        filters = SearchFilters(
+            source=args.source,
+            destination=args.destination,
+            number=args.number,
+            since=parse_time(args.since) if args.since else None,
+            until=parse_time(args.until, end_of_day=True) if args.until else None,
+            min_duration=args.min_duration,
+            max_duration=args.max_duration,
+            status=args.status,
+            direction=args.direction,
+            voice_connector=args.voice_connector,
+            limit=args.limit,
+            order=args.order,
+        ).normalized()
+    except SearchError as exc:
+        print(f"cdr-assets search: error: {exc}", file=sys.stderr)
+        return 2
+    with _lake_connection() as (conn, lake):
+        result = search_cdrs(conn, lake, filters)
+    print(render(result, args.format))
+    if args.format == "table":
+        print(f"({result.num_rows} call{'s' if result.num_rows != 1 else ''})", file=sys.stderr)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from cdr_assets.chime.stats import call_stats
+    from cdr_assets.tabular import render
+
+    if args.end < args.start:
+        print("cdr-assets stats: error: --to is before --from", file=sys.stderr)
+        return 2
+    with _lake_connection() as (conn, lake):
+        result = call_stats(
+            conn, lake, args.start, args.end, per_day=not args.total, voice_connector=args.voice_connector
+        )
+    print(render(result, args.format))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     settings.apply_defaults()
     parser = argparse.ArgumentParser(prog="cdr-assets", description=__doc__)
@@ -165,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--bad-fraction", type=float, default=0.01)
     gen.add_argument("--voice-connectors", type=int, default=4)
+    gen.add_argument(
+        "--contacts",
+        type=int,
+        default=0,
+        help="also write this many Amazon Connect contacts as Firehose CTR files into CONNECT_BUCKET",
+    )
     gen.set_defaults(func=cmd_generate)
 
     proc = sub.add_parser("process", help="evaluate every sensor once and run what it requests")
@@ -189,6 +273,33 @@ def main(argv: list[str] | None = None) -> int:
 
     ddl = sub.add_parser("athena-ddl", help="print the Athena/Glue table over the lake (LAKE_BUCKET)")
     ddl.set_defaults(func=cmd_athena_ddl)
+
+    search = sub.add_parser(
+        "search",
+        help="find calls in the lake (at least one filter; times are ISO dates or date-times, UTC)",
+    )
+    search.add_argument("--source", metavar="NUMBER", help="calling number (E.164)")
+    search.add_argument("--destination", metavar="NUMBER", help="called number")
+    search.add_argument("--number", metavar="NUMBER", help="either side of the call")
+    search.add_argument("--since", metavar="WHEN", help="call started at or after (a date: 00:00 UTC)")
+    search.add_argument("--until", metavar="WHEN", help="call ended at or before (a date: the whole day)")
+    search.add_argument("--min-duration", type=int, metavar="SECONDS", help="billable seconds, at least")
+    search.add_argument("--max-duration", type=int, metavar="SECONDS", help="billable seconds, at most")
+    search.add_argument("--status", help="e.g. Completed, Failed (any case)")
+    search.add_argument("--direction", help="Inbound or Outbound")
+    search.add_argument("--voice-connector", metavar="ID")
+    search.add_argument("--limit", type=int, default=100)
+    search.add_argument("--order", choices=("newest", "oldest"), default="newest", help="by start time")
+    search.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    search.set_defaults(func=cmd_search)
+
+    stats = sub.add_parser("stats", help="call statistics per day and voice connector (end day, UTC)")
+    stats.add_argument("--from", dest="start", type=_date, required=True)
+    stats.add_argument("--to", dest="end", type=_date, required=True)
+    stats.add_argument("--voice-connector", metavar="ID")
+    stats.add_argument("--total", action="store_true", help="one row per voice connector for the range")
+    stats.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    stats.set_defaults(func=cmd_stats)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -9,11 +9,32 @@ settings.apply_defaults()
 from cdr_assets.chime.assets import chime_cdr_lake, raw_chime_cdrs  # noqa: E402
 from cdr_assets.chime.checks import chime_checks  # noqa: E402
 from cdr_assets.chime.sensors import chime_cdr_sensor  # noqa: E402
+from cdr_assets.chime.stats_assets import chime_call_stats  # noqa: E402
+from cdr_assets.connect.assets import (  # noqa: E402
+    connect_ctr_staging,
+    connect_star_schema,
+    raw_connect_ctrs,
+)
+from cdr_assets.connect.checks import connect_checks  # noqa: E402
+from cdr_assets.connect.report_asset import contact_center_report  # noqa: E402
+from cdr_assets.connect.sensors import connect_ctr_sensor  # noqa: E402
+from cdr_assets.reports.assets import chime_billing_report  # noqa: E402
+from cdr_assets.reports.schedules import chime_billing_report_schedule  # noqa: E402
 from cdr_assets.resources import build_resources  # noqa: E402
 
 defs = Definitions(
-    assets=[raw_chime_cdrs, chime_cdr_lake],
-    asset_checks=chime_checks,
-    sensors=[chime_cdr_sensor],
+    assets=[
+        raw_chime_cdrs,
+        chime_cdr_lake,
+        chime_call_stats,
+        chime_billing_report,
+        raw_connect_ctrs,
+        connect_ctr_staging,
+        connect_star_schema,
+        contact_center_report,
+    ],
+    asset_checks=[*chime_checks, *connect_checks],
+    sensors=[chime_cdr_sensor, connect_ctr_sensor],
+    schedules=[chime_billing_report_schedule],
     resources=build_resources(),
 )

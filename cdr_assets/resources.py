@@ -7,6 +7,7 @@ Every value comes from an environment variable through ``EnvVar`` (defaults in
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from email.message import EmailMessage
 
 import duckdb
 from dagster import ConfigurableResource, EnvVar
@@ -15,6 +16,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
 from cdr_assets import settings
+from cdr_assets.reports.mail import SmtpSettings, send_email
 from cdr_assets.storage import Storage, make_storage
 from cdr_assets.warehouse import configure_lake_access
 
@@ -68,6 +70,51 @@ class ChimeSettings(ConfigurableResource):
     ingest_workers: int = Field(description="Worker processes for reading objects; 0 = one per core")
 
 
+class Mailer(ConfigurableResource):
+    """SMTP for the report mail; every value (the password too) comes from the environment."""
+
+    host: str = Field(description="SMTP_HOST; empty: mail cannot be sent")
+    port: int = Field(description="SMTP_PORT")
+    user: str = Field(description="SMTP_USER; empty: no login")
+    password: str = Field(description="SMTP_PASSWORD")
+    starttls: str = Field(description="SMTP_STARTTLS: true/false")
+    sender: str = Field(description="SMTP_FROM")
+    timeout_seconds: int = Field(description="SMTP_TIMEOUT_SECONDS")
+
+    def send(self, msg: EmailMessage) -> None:
+        send_email(
+            msg,
+            SmtpSettings(
+                host=self.host,
+                port=self.port,
+                user=self.user,
+                password=self.password,
+                starttls=self.starttls.strip().lower() in ("1", "true", "yes", "on"),
+                timeout=self.timeout_seconds,
+            ),
+        )
+
+
+class ReportSettings(ConfigurableResource):
+    """What the billing report runs and whom it mails."""
+
+    query: str = Field(description="CDR_REPORT_QUERY; empty: the reference Athena query")
+    email: str = Field(description="CDR_REPORT_EMAIL: comma-separated recipients; empty: no mail")
+    subject: str = Field(description="CDR_REPORT_SUBJECT; {period} becomes YYYY-MM")
+    link_expiry_seconds: int = Field(description="CDR_REPORT_LINK_EXPIRY_SECONDS (S3 pre-signed link)")
+
+
+class ConnectSettings(ConfigurableResource):
+    """Tuning of the Amazon Connect CTR warehouse."""
+
+    ctr_prefix: str = Field(description="CONNECT_CTR_PREFIX: Firehose prefix of CTR files in CONNECT_BUCKET")
+    lookback_days: int = Field(description="CONNECT_SENSOR_LOOKBACK_DAYS: days the sensor lists")
+    sweep_keys: int = Field(description="Keys a sensor tick may re-list to catch out-of-order arrivals")
+    service_level_seconds: int = Field(description="CONNECT_SERVICE_LEVEL_SECONDS: service level threshold")
+    report_email: str = Field(description="CONNECT_REPORT_EMAIL: recipients of the KPI report; empty: none")
+    ingest_workers: int = Field(description="Worker processes for parsing CTR files; 0 = one per core")
+
+
 def build_resources() -> dict[str, object]:
     settings.apply_defaults()
     endpoint = os.environ["AWS_ENDPOINT_URL"] or None
@@ -90,5 +137,28 @@ def build_resources() -> dict[str, object]:
             sweep_keys=EnvVar.int("CDR_SENSOR_SWEEP_KEYS"),
             quarantine_warn_percent=EnvVar.int("CDR_QUARANTINE_WARN_PERCENT"),
             ingest_workers=EnvVar.int("CDR_INGEST_WORKERS"),
+        ),
+        "mailer": Mailer(
+            host=EnvVar("SMTP_HOST"),
+            port=EnvVar.int("SMTP_PORT"),
+            user=EnvVar("SMTP_USER"),
+            password=EnvVar("SMTP_PASSWORD"),
+            starttls=EnvVar("SMTP_STARTTLS"),
+            sender=EnvVar("SMTP_FROM"),
+            timeout_seconds=EnvVar.int("SMTP_TIMEOUT_SECONDS"),
+        ),
+        "connect_settings": ConnectSettings(
+            ctr_prefix=EnvVar("CONNECT_CTR_PREFIX"),
+            lookback_days=EnvVar.int("CONNECT_SENSOR_LOOKBACK_DAYS"),
+            sweep_keys=EnvVar.int("CDR_SENSOR_SWEEP_KEYS"),
+            service_level_seconds=EnvVar.int("CONNECT_SERVICE_LEVEL_SECONDS"),
+            report_email=EnvVar("CONNECT_REPORT_EMAIL"),
+            ingest_workers=EnvVar.int("CDR_INGEST_WORKERS"),
+        ),
+        "report_settings": ReportSettings(
+            query=EnvVar("CDR_REPORT_QUERY"),
+            email=EnvVar("CDR_REPORT_EMAIL"),
+            subject=EnvVar("CDR_REPORT_SUBJECT"),
+            link_expiry_seconds=EnvVar.int("CDR_REPORT_LINK_EXPIRY_SECONDS"),
         ),
     }

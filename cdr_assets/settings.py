@@ -26,6 +26,24 @@ DEFAULTS: dict[str, str] = {
     "CDR_QUARANTINE_WARN_PERCENT": "5",
     "CDR_INGEST_WORKERS": "0",  # 0: one per CPU core
     "CDR_LOG_LEVEL": "WARNING",  # console log level of headless runs (cdr-assets process/backfill)
+    # The Amazon Connect warehouse (README, "The Connect warehouse").
+    "CONNECT_CTR_PREFIX": "ctr/",  # where Firehose writes CTR files in CONNECT_BUCKET
+    "CONNECT_SENSOR_LOOKBACK_DAYS": "2",
+    "CONNECT_SERVICE_LEVEL_SECONDS": "20",  # answered within this many seconds counts for service level
+    "CONNECT_REPORT_EMAIL": "",  # comma-separated recipients of the daily KPI report; empty: no mail
+    # The monthly billing report (README, "Search, statistics and the billing report").
+    "CDR_REPORT_QUERY": "",  # empty: the reference Athena query (REFERENCE.md section 1)
+    "CDR_REPORT_CRON": "0 0 1 * *",  # UTC; each tick reports the month before it
+    "CDR_REPORT_EMAIL": "",  # comma-separated recipients; empty: no mail
+    "CDR_REPORT_SUBJECT": "Amazon Chime billing report {period}",
+    "CDR_REPORT_LINK_EXPIRY_SECONDS": "86400",  # S3 mode: the pre-signed link in the mail
+    "SMTP_HOST": "",
+    "SMTP_PORT": "587",
+    "SMTP_USER": "",  # empty: no login
+    "SMTP_PASSWORD": "",
+    "SMTP_STARTTLS": "true",
+    "SMTP_FROM": "cdr-assets@localhost",
+    "SMTP_TIMEOUT_SECONDS": "30",
 }
 
 
