@@ -1,8 +1,9 @@
-"""Print an Arrow table as an aligned text table, JSON lines array, or CSV (CLI output)."""
+"""Tables as text: aligned text, JSON or CSV for the CLI; Markdown for metadata in the Dagster UI."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import orjson
@@ -40,3 +41,10 @@ def render(table: pa.Table, fmt: str) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Iterable[object]]) -> str:
+    """A Markdown table (``_none_`` when there are no rows), for ``MetadataValue.md``."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) if len(lines) > 2 else "_none_"

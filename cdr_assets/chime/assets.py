@@ -23,6 +23,7 @@ from cdr_assets import settings
 from cdr_assets.chime.ingest import IngestReport, KeyRange, ingest_delivery_day, refresh_views
 from cdr_assets.chime.schema import CDR_ARROW_SCHEMA
 from cdr_assets.resources import CdrStorage, ChimeSettings, Warehouse
+from cdr_assets.tabular import markdown_table
 
 PROCESSED_CDRS = AssetKey("processed_cdrs")
 QUARANTINED_CDRS = AssetKey("quarantined_cdrs")
@@ -146,15 +147,11 @@ def chime_cdr_lake(
         metadata={
             "dagster/row_count": in_partition.get("quarantine", 0),
             "quarantined_this_run": report.quarantined,
-            "reasons": MetadataValue.md(_md_table(["reason", "objects"], report.quarantine_reasons.items())),
+            "reasons": MetadataValue.md(
+                markdown_table(["reason", "objects"], report.quarantine_reasons.items())
+            ),
         },
     )
-
-
-def _md_table(header: list[str], rows) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) if len(lines) > 2 else "_none_"
 
 
 def _lake_metadata(report: IngestReport, partition_rows: int, lake_uri: str) -> dict[str, object]:
@@ -181,15 +178,17 @@ def _lake_metadata(report: IngestReport, partition_rows: int, lake_uri: str) -> 
             f"quarantined + {report.duplicates_dropped} duplicates"
         ),
         "top_quarantine_reasons": MetadataValue.md(
-            _md_table(["reason", "objects"], list(report.quarantine_reasons.items())[:5])
+            markdown_table(["reason", "objects"], list(report.quarantine_reasons.items())[:5])
         ),
         "quirks_coerced": MetadataValue.json(report.quirks),
-        "rows_per_end_day": MetadataValue.md(_md_table(["end day", "rows"], report.rows_per_end_day.items())),
+        "rows_per_end_day": MetadataValue.md(
+            markdown_table(["end day", "rows"], report.rows_per_end_day.items())
+        ),
         "per_voice_connector": MetadataValue.table(
             [TableRecord(r) for r in report.per_voice_connector], schema=vc_schema
         ),
         "preview": MetadataValue.md(
-            _md_table(list(report.preview[0]), [r.values() for r in report.preview])
+            markdown_table(list(report.preview[0]), [r.values() for r in report.preview])
             if report.preview
             else "_no new rows_"
         ),

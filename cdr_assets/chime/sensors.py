@@ -1,10 +1,9 @@
 """The sensor that turns new raw CDR objects into partitioned, incremental runs."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 from dagster import (
     DefaultSensorStatus,
-    RunRequest,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -15,6 +14,7 @@ from cdr_assets import settings
 from cdr_assets.chime.assets import chime_cdr_lake, delivery_days
 from cdr_assets.chime.discovery import Cursor, discover
 from cdr_assets.resources import CdrStorage, ChimeSettings
+from cdr_assets.sensing import day_run_requests
 
 
 @sensor(
@@ -40,34 +40,9 @@ def chime_cdr_sensor(
         lookback_days=chime_settings.lookback_days,
         sweep_budget=chime_settings.sweep_keys,
     )
-    first = date.fromisoformat(delivery_days.start.strftime("%Y-%m-%d"))
-    runs = []
-    for req in requests:
-        if req.day < first:
-            context.log.warning(f"{req.day} is before CDR_PARTITIONS_START; not requested")
-            continue
-        runs.append(
-            RunRequest(
-                run_key=req.run_key,
-                partition_key=req.day.isoformat(),
-                run_config={
-                    "ops": {
-                        "chime_cdr_lake": {
-                            "config": {
-                                "ranges": [
-                                    {"prefix": r.prefix, "start_after": r.start_after, "end_at": r.end_at}
-                                    for r in req.ranges
-                                ]
-                            }
-                        }
-                    }
-                },
-                tags={
-                    "cdr_assets/new_objects": str(req.new_objects),
-                    "cdr_assets/trigger": "late-sweep" if req.late_digest is not None else "new-objects",
-                },
-            )
-        )
+    runs, too_early = day_run_requests(requests, op_name="chime_cdr_lake", partitions_def=delivery_days)
+    for day in too_early:
+        context.log.warning(f"{day} is before CDR_PARTITIONS_START; not requested")
     context.log.info(
         f"{stats.voice_connectors} voice connectors, {stats.prefixes_listed} prefixes listed, "
         f"{stats.new_objects} new objects, {stats.swept_keys} keys swept, late: {stats.late_prefixes}"

@@ -17,12 +17,13 @@ from dagster import (
 )
 from pydantic import Field
 
-from cdr_assets.chime.assets import KeyRangeConfig, _md_table, delivery_days
+from cdr_assets.chime.assets import KeyRangeConfig, delivery_days
 from cdr_assets.chime.ingest import KeyRange
 from cdr_assets.connect.schema import STAGED_SCHEMA
 from cdr_assets.connect.staging import stage_delivery_day
 from cdr_assets.connect.warehouse import load_partition
 from cdr_assets.resources import CdrStorage, ConnectSettings, Warehouse
+from cdr_assets.tabular import markdown_table
 
 RAW_CTRS = AssetKey("raw_connect_ctrs")
 STAGED_CTRS = AssetKey("connect_ctrs")
@@ -145,7 +146,7 @@ def connect_ctr_staging(
                 f"+ {report.quarantined} quarantined"
             ),
             "rows_per_initiation_day": MetadataValue.md(
-                _md_table(["initiation day", "rows"], report.rows_per_initiation_day.items())
+                markdown_table(["initiation day", "rows"], report.rows_per_initiation_day.items())
             ),
             "files_written": MetadataValue.json(report.files_written),
             "files_removed": len(report.files_removed),
@@ -158,7 +159,9 @@ def connect_ctr_staging(
         metadata={
             "dagster/row_count": totals.get("quarantine", 0),
             "quarantined_this_run": report.quarantined,
-            "reasons": MetadataValue.md(_md_table(["reason", "records"], report.quarantine_reasons.items())),
+            "reasons": MetadataValue.md(
+                markdown_table(["reason", "records"], report.quarantine_reasons.items())
+            ),
         },
     )
 

@@ -5,11 +5,12 @@ from datetime import date
 
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
-from cdr_assets.chime.assets import _md_table, delivery_days
+from cdr_assets.chime.assets import delivery_days
 from cdr_assets.connect.assets import DIMENSIONS, FACT_CONTACT
 from cdr_assets.connect.kpi import compute, report_files
 from cdr_assets.reports.mail import Attachment, build_email, parse_recipients
 from cdr_assets.resources import CdrStorage, ConnectSettings, Mailer, Warehouse
+from cdr_assets.tabular import markdown_table
 
 
 @asset(
@@ -65,10 +66,10 @@ def contact_center_report(
             **report.totals,
             "service_level_threshold_seconds": report.threshold_seconds,
             "per_queue": MetadataValue.md(
-                _md_table(report.queues.column_names, [r.values() for r in report.queues.to_pylist()])
+                markdown_table(report.queues.column_names, [r.values() for r in report.queues.to_pylist()])
             ),
             "per_agent": MetadataValue.md(
-                _md_table(
+                markdown_table(
                     [c for c in report.agents.column_names if c != "agent_arn"],
                     [[v for k, v in r.items() if k != "agent_arn"] for r in report.agents.to_pylist()],
                 )

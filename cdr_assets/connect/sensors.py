@@ -5,11 +5,10 @@ Firehose layout): per day prefix a cursor (last key, count and digest), one list
 cursor per day of the look-back window, a bounded sweep for late keys, and run keys.
 """
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 from dagster import (
     DefaultSensorStatus,
-    RunRequest,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -23,6 +22,7 @@ from cdr_assets.connect.assets import connect_ctr_staging, connect_star_schema, 
 from cdr_assets.connect.report_asset import contact_center_report
 from cdr_assets.connect.schema import day_of_prefix, day_prefix
 from cdr_assets.resources import CdrStorage, ConnectSettings
+from cdr_assets.sensing import day_run_requests
 
 
 def firehose_layout(ctr_prefix: str) -> PrefixLayout:
@@ -57,31 +57,7 @@ def connect_ctr_sensor(
         sweep_budget=connect_settings.sweep_keys,
         layout=firehose_layout(prefix_of(connect_settings)),
     )
-    first = date.fromisoformat(delivery_days.start.strftime("%Y-%m-%d"))
-    runs = [
-        RunRequest(
-            run_key=req.run_key,
-            partition_key=req.day.isoformat(),
-            run_config={
-                "ops": {
-                    "connect_ctr_staging": {
-                        "config": {
-                            "ranges": [
-                                {"prefix": r.prefix, "start_after": r.start_after, "end_at": r.end_at}
-                                for r in req.ranges
-                            ]
-                        }
-                    }
-                }
-            },
-            tags={
-                "cdr_assets/new_objects": str(req.new_objects),
-                "cdr_assets/trigger": "late-sweep" if req.late_digest is not None else "new-objects",
-            },
-        )
-        for req in requests
-        if req.day >= first
-    ]
+    runs, _ = day_run_requests(requests, op_name="connect_ctr_staging", partitions_def=delivery_days)
     context.log.info(
         f"{stats.prefixes_listed} prefixes listed, {stats.new_objects} new files, "
         f"{stats.swept_keys} keys swept, late: {stats.late_prefixes}"
