@@ -116,7 +116,10 @@ def _run_request(
     source: str,
     request: RunRequest,
     default_keys: list[AssetKey],
+    unpartitioned_below: set[AssetKey],
 ) -> list[RunOutcome]:
+    """Run one request with its same-partition downstream; collect unpartitioned downstream
+    assets in ``unpartitioned_below`` to run once after all requests."""
     if _already_succeeded(instance, request.run_key):
         return [RunOutcome(source, request.partition_key, [], True, "", skipped=True)]
     keys = set(request.asset_selection or default_keys)
@@ -135,14 +138,14 @@ def _run_request(
             source=source,
         )
     ]
-    if outcomes[0].success and unpartitioned:
-        outcomes.append(execute_assets(defs, instance, unpartitioned, partition_key=None, source=source))
+    if outcomes[0].success:
+        unpartitioned_below.update(unpartitioned)
     return outcomes
 
 
 def _target_keys(defs: Definitions, instigator: Any) -> list[AssetKey]:
     """The assets a sensor or schedule targets (its selection, or its job's assets)."""
-    if instigator.asset_selection is not None:
+    if getattr(instigator, "asset_selection", None) is not None:
         return sorted(instigator.asset_selection.resolve(defs.resolve_asset_graph()))
     job = defs.resolve_job_def(instigator.job_name)
     return sorted(job.asset_layer.executable_asset_keys)
@@ -160,6 +163,7 @@ def process(
     cursor_path = _cursor_file()
     cursors: dict[str, str | None] = json.loads(cursor_path.read_text()) if cursor_path.exists() else {}
     outcomes: list[RunOutcome] = []
+    unpartitioned_below: set[AssetKey] = set()
     for sensor_def in defs.sensors or []:
         sensor_def = defs.resolve_sensor_def(sensor_def.name)
         with build_sensor_context(
@@ -172,7 +176,9 @@ def process(
         keys = _target_keys(defs, sensor_def)
         ok = True
         for request in data.run_requests or []:
-            for outcome in _run_request(defs, instance, f"sensor:{sensor_def.name}", request, keys):
+            for outcome in _run_request(
+                defs, instance, f"sensor:{sensor_def.name}", request, keys, unpartitioned_below
+            ):
                 outcomes.append(outcome)
                 ok &= outcome.success
         if data.skip_message:
@@ -186,11 +192,22 @@ def process(
         now = datetime.now(UTC)
         for schedule_def in defs.schedules or []:
             schedule_def = defs.resolve_schedule_def(schedule_def.name)
-            ctx = build_schedule_context(
-                instance=instance, scheduled_execution_time=now, resources=defs.resources
-            )
-            data = schedule_def.evaluate_tick(ctx)
+            with build_schedule_context(
+                instance=instance,
+                scheduled_execution_time=now,
+                resources=defs.resources,
+                repository_def=defs.get_repository_def(),
+            ) as ctx:
+                data = schedule_def.evaluate_tick(ctx)
             keys = _target_keys(defs, schedule_def)
             for request in data.run_requests or []:
-                outcomes.extend(_run_request(defs, instance, f"schedule:{schedule_def.name}", request, keys))
+                outcomes.extend(
+                    _run_request(
+                        defs, instance, f"schedule:{schedule_def.name}", request, keys, unpartitioned_below
+                    )
+                )
+    if unpartitioned_below:
+        outcomes.append(
+            execute_assets(defs, instance, unpartitioned_below, partition_key=None, source="downstream")
+        )
     return outcomes

@@ -53,3 +53,26 @@ def test_bad_arguments_exit_with_2(local_env):
     assert bad.returncode == 2 and "before" in bad.stderr
     unknown = _cli("generate", "--no-such-flag", env=dict(os.environ))
     assert unknown.returncode == 2
+
+
+def test_process_include_schedules_runs_each_schedule_once(local_env):
+    """Headless schedules: what the schedule would request now, and not again (run key)."""
+    from dagster import Definitions
+
+    from cdr_assets.chime.assets import chime_cdr_lake, raw_chime_cdrs
+    from cdr_assets.headless import process
+    from cdr_assets.reports.assets import chime_billing_report
+    from cdr_assets.reports.schedules import chime_billing_report_schedule
+
+    defs = Definitions(
+        assets=[raw_chime_cdrs, chime_cdr_lake, chime_billing_report],
+        schedules=[chime_billing_report_schedule],
+        resources=local_env.resources(),
+    )
+    first = process(defs, include_schedules=True, log=lambda _: None)
+    (run,) = [o for o in first if o.source == "schedule:chime_billing_report_schedule"]
+    today = datetime.now(UTC).date()
+    last_month = (today.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    assert run.success and run.partition_key == last_month and not run.skipped
+    again = process(defs, include_schedules=True, log=lambda _: None)
+    assert [o.skipped for o in again if o.source.startswith("schedule:")] == [True]
