@@ -39,7 +39,7 @@ class ObjectNotFound(StorageError):
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a day's listing holds a million of these
 class ObjectInfo:
     key: str
     size: int

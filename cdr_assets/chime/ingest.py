@@ -40,7 +40,7 @@ from cdr_assets.chime.keys import (
     voice_connector_of_prefix,
 )
 from cdr_assets.chime.ledger import ensure_lake_views, ensure_tables, files_in_state, forget_files
-from cdr_assets.chime.read import read_objects
+from cdr_assets.chime.read import ReadResult, read_objects
 from cdr_assets.chime.schema import CDR_ARROW_SCHEMA, CDR_PREFIX
 from cdr_assets.storage import ObjectInfo, Storage
 
@@ -139,7 +139,7 @@ STATS_COLUMNS = [
 ]
 
 
-def _parquet_bytes(table: pa.Table, *, cdrs: bool = False) -> memoryview:
+def _parquet_bytes(table: pa.Table, *, cdrs: bool = False, presorted: bool = False) -> memoryview:
     # A view of Arrow's buffer: no copy of the file into a Python bytes object.
     sink = pa.BufferOutputStream()
     if not cdrs:
@@ -147,7 +147,7 @@ def _parquet_bytes(table: pa.Table, *, cdrs: bool = False) -> memoryview:
         return memoryview(sink.getvalue())
     ndv = max(1, min(table.num_rows, LAKE_ROW_GROUP_ROWS))
     pq.write_table(
-        table.sort_by(LAKE_SORT),
+        table if presorted else table.sort_by(LAKE_SORT),
         sink,
         compression="snappy",
         row_group_size=LAKE_ROW_GROUP_ROWS,
@@ -164,14 +164,14 @@ def lake_file_bytes(table: pa.Table) -> memoryview:
 
 def split_duplicates(
     conn: duckdb.DuckDBPyConnection, rows: pa.Table, *, replace: bool, delivery_day: date
-) -> tuple[pa.Table, pa.Table]:
+) -> tuple[np.ndarray, np.ndarray, pa.Table]:
     """Split validated rows into the calls to write and the duplicate deliveries.
 
     Of the deliveries of one TransactionId in the batch, the first by source key is kept,
     unless the lake already holds the call (``chime.transactions``; in ``replace`` mode the
-    partition's own claims do not count, they are being rebuilt). Returns ``keep`` with an
-    ``end_day`` column, ordered by end day so that each end day is a zero-copy slice, and
-    ``dups`` (source_key, transactionid, duplicate_of: the key that owns the call).
+    partition's own claims do not count, they are being rebuilt). Returns the row indices to
+    keep, in the lake's file order (end day, then ``LAKE_SORT``), their end days (days since
+    the epoch), and ``dups`` (source_key, transactionid, duplicate_of: the key owning the call).
     Column-wise with Arrow/numpy: a million-row day costs a few index arrays, not a copy
     of the rows per step.
     """
@@ -207,10 +207,11 @@ def split_duplicates(
     is_dup = is_later | pc.is_valid(claimed_at).to_numpy(zero_copy_only=False)
 
     keep_idx = np.flatnonzero(~is_dup)
-    keep_idx = keep_idx[np.argsort(days[keep_idx], kind="stable")]
-    keep = rows.take(keep_idx).append_column(
-        "end_day", pa.array(days[keep_idx], pa.int32()).cast(pa.date32())
-    )
+    order_of = rows.select([c for c, _ in LAKE_SORT]).take(keep_idx)
+    order_of = order_of.append_column("end_day", pa.array(days[keep_idx]))
+    keep_idx = keep_idx[
+        pc.sort_indices(order_of, sort_keys=[("end_day", "ascending"), *LAKE_SORT]).to_numpy()
+    ]
     dup_idx = np.flatnonzero(is_dup)
     claimed_owner = claimed["source_key"].take(claimed_at.take(dup_idx))
     first_owner = rows["source_key"].take(owner_row[dup_idx])
@@ -218,7 +219,18 @@ def split_duplicates(
     dups = dups.append_column(
         "duplicate_of", pc.if_else(pc.is_valid(claimed_owner), claimed_owner, first_owner)
     )
-    return keep, dups
+    return keep_idx, days[keep_idx], dups
+
+
+def take_rows(result: ReadResult, indices: np.ndarray) -> pa.Table:
+    """``result.rows.take(indices)`` one column at a time, releasing each source column once
+    taken (``result`` gives up its rows), so the peak is one copy of the rows plus a column."""
+    rows, result.rows = result.rows, CDR_ARROW_SCHEMA.empty_table()
+    taken = {}
+    for name in rows.column_names:
+        taken[name] = rows[name].take(indices)
+        rows = rows.drop_columns([name])
+    return pa.table(taken)
 
 
 def end_day_slices(keep: pa.Table) -> list[tuple[date, pa.Table]]:
@@ -276,9 +288,13 @@ def ingest_delivery_day(
     ).hexdigest()[:16]
     del listed, objects  # the day's key list is no longer needed; keep peak memory down
 
-    keep, dups = split_duplicates(conn, result.rows, replace=replace, delivery_day=delivery_day)
     quarantine = result.quarantine
+    keep_idx, keep_days, dups = split_duplicates(
+        conn, result.rows, replace=replace, delivery_day=delivery_day
+    )
+    keep = take_rows(result, keep_idx)
     del result
+    keep = keep.append_column("end_day", pa.array(keep_days, pa.int32()).cast(pa.date32()))
     report.rows_written = keep.num_rows
     report.duplicates_dropped = dups.num_rows
     report.quarantined = quarantine.num_rows
@@ -307,7 +323,7 @@ def ingest_delivery_day(
         storage.put(
             lake_bucket,
             path,
-            _parquet_bytes(table, cdrs=kind == "cdrs"),
+            _parquet_bytes(table, cdrs=kind == "cdrs", presorted=True),
             content_type="application/vnd.apache.parquet",
         )
         report.files_written.append(path)
