@@ -139,6 +139,15 @@ STATS_COLUMNS = [
 ]
 
 
+def batch_id(mode: str, objects: Sequence[ObjectInfo]) -> str:
+    """Names a batch's files after the exact keys it read, so a rerun rewrites the same files.
+    Hashed key by key: joining a million keys first would cost a 150 MB string."""
+    digest = hashlib.sha256(mode.encode())
+    for obj in objects:
+        digest.update(b"\n" + obj.key.encode())
+    return digest.hexdigest()[:16]
+
+
 def _parquet_bytes(table: pa.Table, *, cdrs: bool = False, presorted: bool = False) -> memoryview:
     # A view of Arrow's buffer: no copy of the file into a Python bytes object.
     sink = pa.BufferOutputStream()
@@ -275,6 +284,7 @@ def ingest_delivery_day(
     known = set() if replace else _known_keys(conn, delivery_day, list(listed))
     report.already_ingested = len(known)
     objects = [listed[k] for k in sorted(listed) if k not in known]
+    del listed, known  # a million-object day: free the index before reading the objects
     report.objects_in = len(objects)
     if not objects and not replace:
         report.seconds = time.perf_counter() - t0
@@ -283,10 +293,8 @@ def ingest_delivery_day(
     result = read_objects(storage, cdr_bucket, objects, delivery_day, workers=workers)
     report.bytes_read = result.bytes_read
     report.quirks = dict(result.quirks)
-    report.batch_id = hashlib.sha256(
-        ("\n".join([report.mode, *(o.key for o in objects)])).encode()
-    ).hexdigest()[:16]
-    del listed, objects  # the day's key list is no longer needed; keep peak memory down
+    report.batch_id = batch_id(report.mode, objects)
+    del objects
 
     quarantine = result.quarantine
     keep_idx, keep_days, dups = split_duplicates(
