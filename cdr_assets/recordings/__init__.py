@@ -1,0 +1,1 @@
+"""Connect call recordings: compression with storage tiering (REFERENCE.md section 2)."""

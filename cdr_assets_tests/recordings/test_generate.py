@@ -1,0 +1,28 @@
+"""Synthetic recordings: Connect keys, 8 kHz stereo with clearly different channels; the CLI option."""
+
+from datetime import date
+
+from cdr_assets.cli import main
+from cdr_assets.recordings.audio import describe_wav
+from cdr_assets.recordings.compress import KEY_RE
+from cdr_assets.recordings.generate import generate_recordings
+
+
+def test_generate_recordings(local_env):
+    store, bucket = local_env.storage(), local_env.connect_bucket
+    summary = generate_recordings(
+        store, bucket, count=4, days=2, start=date(2024, 3, 5), seed=1, max_seconds=3
+    )
+    keys = [o.key for o in store.list_objects(bucket, "connect/")]
+    assert summary.recordings == len(keys) == 4
+    assert all(KEY_RE.match(k) for k in keys)
+    assert {k.split("/")[5] for k in keys} <= {"05", "06"}
+    data = store.get(bucket, keys[0])
+    assert describe_wav(data) == "wav/pcm_s16le/8000Hz/2ch" and len(data) <= 44 + 3 * 8000 * 4
+
+
+def test_cli_generate_recordings(local_env, capsys):
+    argv = ["generate", "--calls", "5", "--days", "1", "--start", "2024-03-05", "--recordings", "2"]
+    assert main([*argv, "--recording-seconds", "2"]) == 0
+    assert "wrote 2 call recordings" in capsys.readouterr().out
+    assert len(list(local_env.storage().list_objects(local_env.connect_bucket, "connect/"))) == 2
