@@ -81,6 +81,23 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 f"{dict(ctrs.channels)}), {ctrs.updated_versions} updated versions, "
                 f"{ctrs.duplicate_deliveries} duplicate deliveries"
             )
+        if args.recordings:
+            from cdr_assets.recordings.generate import generate_recordings
+
+            store.ensure_bucket(storage.connect_bucket)
+            recs = generate_recordings(
+                store,
+                storage.connect_bucket,
+                count=args.recordings,
+                days=args.days,
+                start=args.start,
+                seed=args.seed,
+                max_seconds=args.recording_seconds,
+            )
+            print(
+                f"wrote {recs.recordings} call recordings ({recs.bytes_written / 1e6:.1f} MB) to "
+                f"{store.uri(storage.connect_bucket, 'connect/')}"
+            )
     return 0
 
 
@@ -249,6 +266,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="also write this many Amazon Connect contacts as Firehose CTR files into CONNECT_BUCKET",
     )
+    gen.add_argument(
+        "--recordings",
+        type=int,
+        default=0,
+        help="also write this many Connect call recordings (8 kHz stereo WAV) into CONNECT_BUCKET",
+    )
+    gen.add_argument("--recording-seconds", type=float, default=20.0, help="longest generated recording")
     gen.set_defaults(func=cmd_generate)
 
     proc = sub.add_parser("process", help="evaluate every sensor once and run what it requests")

@@ -18,6 +18,15 @@ from cdr_assets.connect.assets import (  # noqa: E402
 from cdr_assets.connect.checks import connect_checks  # noqa: E402
 from cdr_assets.connect.report_asset import contact_center_report  # noqa: E402
 from cdr_assets.connect.sensors import connect_ctr_sensor  # noqa: E402
+from cdr_assets.recordings.assets import (  # noqa: E402
+    agent_screen_recordings,
+    connect_call_recordings,
+    recordings_compression,
+    recordings_savings,
+    unified_call_recordings,
+)
+from cdr_assets.recordings.checks import recordings_checks  # noqa: E402
+from cdr_assets.recordings.schedules import recordings_compression_schedule  # noqa: E402
 from cdr_assets.reports.assets import chime_billing_report  # noqa: E402
 from cdr_assets.reports.schedules import chime_billing_report_schedule  # noqa: E402
 from cdr_assets.resources import build_resources  # noqa: E402
@@ -32,9 +41,14 @@ defs = Definitions(
         connect_ctr_staging,
         connect_star_schema,
         contact_center_report,
+        connect_call_recordings,
+        recordings_compression,
+        recordings_savings,
+        agent_screen_recordings,
+        unified_call_recordings,
     ],
-    asset_checks=[*chime_checks, *connect_checks],
+    asset_checks=[*chime_checks, *connect_checks, *recordings_checks],
     sensors=[chime_cdr_sensor, connect_ctr_sensor],
-    schedules=[chime_billing_report_schedule],
+    schedules=[chime_billing_report_schedule, recordings_compression_schedule],
     resources=build_resources(),
 )

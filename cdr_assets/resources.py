@@ -115,6 +115,20 @@ class ConnectSettings(ConfigurableResource):
     ingest_workers: int = Field(description="Worker processes for parsing CTR files; 0 = one per core")
 
 
+class RecordingsSettings(ConfigurableResource):
+    """Compression and storage tiering of Connect call recordings (README, "Recordings")."""
+
+    preset: str = Field(description="RECORDINGS_PRESET: adpcm-stereo, alaw-stereo, alaw-mono or opus-stereo")
+    storage_class: str = Field(description="RECORDINGS_STORAGE_CLASS of converted recordings")
+    max_attempts: int = Field(description="RECORDINGS_MAX_ATTEMPTS: failures before an object is held")
+    workers: int = Field(description="RECORDINGS_WORKERS: parallel ffmpeg processes; 0 = one per core")
+    instance_alias: str = Field(description="RECORDINGS_INSTANCE_ALIAS; empty: every alias in the bucket")
+    prices: str = Field(description="RECORDINGS_PRICES: JSON price overrides, USD per GB-month")
+    screen_prefix: str = Field(
+        description="RECORDINGS_SCREEN_PREFIX: agent screen recordings in CONNECT_BUCKET"
+    )
+
+
 def build_resources() -> dict[str, object]:
     settings.apply_defaults()
     endpoint = os.environ["AWS_ENDPOINT_URL"] or None
@@ -154,6 +168,15 @@ def build_resources() -> dict[str, object]:
             service_level_seconds=EnvVar.int("CONNECT_SERVICE_LEVEL_SECONDS"),
             report_email=EnvVar("CONNECT_REPORT_EMAIL"),
             ingest_workers=EnvVar.int("CDR_INGEST_WORKERS"),
+        ),
+        "recordings_settings": RecordingsSettings(
+            preset=EnvVar("RECORDINGS_PRESET"),
+            storage_class=EnvVar("RECORDINGS_STORAGE_CLASS"),
+            max_attempts=EnvVar.int("RECORDINGS_MAX_ATTEMPTS"),
+            workers=EnvVar.int("RECORDINGS_WORKERS"),
+            instance_alias=EnvVar("RECORDINGS_INSTANCE_ALIAS"),
+            prices=EnvVar("RECORDINGS_PRICES"),
+            screen_prefix=EnvVar("RECORDINGS_SCREEN_PREFIX"),
         ),
         "report_settings": ReportSettings(
             query=EnvVar("CDR_REPORT_QUERY"),

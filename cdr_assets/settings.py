@@ -31,6 +31,17 @@ DEFAULTS: dict[str, str] = {
     "CONNECT_SENSOR_LOOKBACK_DAYS": "2",
     "CONNECT_SERVICE_LEVEL_SECONDS": "20",  # answered within this many seconds counts for service level
     "CONNECT_REPORT_EMAIL": "",  # comma-separated recipients of the daily KPI report; empty: no mail
+    # Call recording compression with storage tiering (README, "Recordings").
+    "RECORDINGS_PRESET": "adpcm-stereo",  # adpcm-stereo | alaw-stereo | alaw-mono | opus-stereo
+    "RECORDINGS_STORAGE_CLASS": "STANDARD_IA",  # still instantly playable; GLACIER needs a restore first
+    "RECORDINGS_MIN_AGE_DAYS": "7",  # a tick compresses the day this many days old
+    "RECORDINGS_CATCHUP_DAYS": "30",  # and any day up to this many days older never done
+    "RECORDINGS_CRON": "0 2 * * *",  # UTC
+    "RECORDINGS_MAX_ATTEMPTS": "3",  # failures before an object is held until reset
+    "RECORDINGS_WORKERS": "0",  # parallel ffmpeg processes; 0: one per CPU core
+    "RECORDINGS_INSTANCE_ALIAS": "",  # empty: every connect/<alias>/ found in CONNECT_BUCKET
+    "RECORDINGS_PRICES": "",  # JSON {storage class: USD per GB-month} over the defaults (pricing.py)
+    "RECORDINGS_SCREEN_PREFIX": "screen-recordings/",  # agent screen recordings in CONNECT_BUCKET
     # The monthly billing report (README, "Search, statistics and the billing report").
     "CDR_REPORT_QUERY": "",  # empty: the reference Athena query (REFERENCE.md section 1)
     "CDR_REPORT_CRON": "0 0 1 * *",  # UTC; each tick reports the month before it
