@@ -74,6 +74,7 @@ def naive(args: argparse.Namespace) -> dict[str, object]:
 def ingest(args: argparse.Namespace) -> dict[str, object]:
     import duckdb
 
+    from cdr_assets import settings
     from cdr_assets.chime.ingest import ingest_delivery_day
     from cdr_assets.storage import LocalStorage
 
@@ -98,7 +99,12 @@ def ingest(args: argparse.Namespace) -> dict[str, object]:
         if profiler:
             profiler.enable()
         report = ingest_delivery_day(
-            storage, conn, cdr_bucket=CDR_BUCKET, lake_bucket=LAKE_BUCKET, delivery_day=day
+            storage,
+            conn,
+            cdr_bucket=CDR_BUCKET,
+            lake_bucket=LAKE_BUCKET,
+            delivery_day=day,
+            duckdb_memory_limit=settings.DEFAULTS["CDR_INGEST_DUCKDB_MEMORY_LIMIT"],  # as deployed
         )
         if profiler:
             profiler.disable()

@@ -68,6 +68,9 @@ class ChimeSettings(ConfigurableResource):
     sweep_keys: int = Field(description="Keys a sensor tick may re-list to catch out-of-order arrivals")
     quarantine_warn_percent: int = Field(description="Quarantined share of a partition (percent) that warns")
     ingest_workers: int = Field(description="Worker processes for reading objects; 0 = one per core")
+    ingest_duckdb_memory_limit: str = Field(
+        description="CDR_INGEST_DUCKDB_MEMORY_LIMIT: DuckDB memory limit while ingesting (it spills beyond)"
+    )
 
 
 class Mailer(ConfigurableResource):
@@ -151,6 +154,7 @@ def build_resources() -> dict[str, object]:
             sweep_keys=EnvVar.int("CDR_SENSOR_SWEEP_KEYS"),
             quarantine_warn_percent=EnvVar.int("CDR_QUARANTINE_WARN_PERCENT"),
             ingest_workers=EnvVar.int("CDR_INGEST_WORKERS"),
+            ingest_duckdb_memory_limit=EnvVar("CDR_INGEST_DUCKDB_MEMORY_LIMIT"),
         ),
         "mailer": Mailer(
             host=EnvVar("SMTP_HOST"),

@@ -25,6 +25,7 @@ DEFAULTS: dict[str, str] = {
     "CDR_SENSOR_SWEEP_KEYS": "10000",
     "CDR_QUARANTINE_WARN_PERCENT": "5",
     "CDR_INGEST_WORKERS": "0",  # 0: one per CPU core
+    "CDR_INGEST_DUCKDB_MEMORY_LIMIT": "300MB",  # DuckDB spills beyond this while ingesting a day
     "CDR_LOG_LEVEL": "WARNING",  # console log level of headless runs (cdr-assets process/backfill)
     # The Amazon Connect warehouse (README, "The Connect warehouse").
     "CONNECT_CTR_PREFIX": "ctr/",  # where Firehose writes CTR files in CONNECT_BUCKET

@@ -125,6 +125,7 @@ def chime_cdr_lake(
             ranges=ranges,
             run_id=context.run.run_id,
             workers=chime_settings.ingest_workers or None,
+            duckdb_memory_limit=chime_settings.ingest_duckdb_memory_limit,
         )
         refresh_views(conn, store, storage.lake_bucket)
         totals = conn.execute(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -44,6 +45,7 @@ from cdr_assets.chime.read import ReadResult, read_objects
 from cdr_assets.chime.schema import CDR_ARROW_SCHEMA, CDR_PREFIX
 from cdr_assets.storage import ObjectInfo, Storage
 
+_MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 FAILPOINT_ENV = "CDR_ASSETS_FAILPOINT"  # test hook: "after_first_lake_file" kills the process
 
 
@@ -266,11 +268,18 @@ def ingest_delivery_day(
     ranges: Sequence[KeyRange] | None = None,
     run_id: str | None = None,
     workers: int | None = None,
+    duckdb_memory_limit: str | None = None,
 ) -> IngestReport:
     t0 = time.perf_counter()
     replace = ranges is None
     report = IngestReport(delivery_day, "replace" if replace else "incremental")
     ensure_tables(conn)
+    if duckdb_memory_limit:
+        # DuckDB keeps a million inserted ledger rows in its buffer pool unless told to spill;
+        # the limit bounds the peak of a large day (README, "Performance").
+        if not _MEMORY_LIMIT.fullmatch(duckdb_memory_limit):
+            raise ValueError(f"invalid DuckDB memory limit {duckdb_memory_limit!r} (e.g. 300MB, 2GB)")
+        conn.execute(f"SET memory_limit = '{duckdb_memory_limit}'")
     storage.ensure_bucket(lake_bucket)
 
     stale = files_in_state(conn, delivery_day, ("pending", "obsolete"))

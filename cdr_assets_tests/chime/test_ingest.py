@@ -284,3 +284,26 @@ def test_parallel_workers_give_the_same_rows_as_one(local_env):
     one = read.read_objects(store, bucket, objects, DAY, workers=1)
     assert many.rows.equals(one.rows) and many.quarantine.equals(one.quarantine)
     assert many.rows.num_rows == 30 and many.quarantine.num_rows == 1
+
+
+def test_duckdb_memory_limit_is_validated_and_applied(local_env):
+    conn = _conn(local_env)
+    with pytest.raises(ValueError, match="memory limit"):
+        ingest_delivery_day(
+            local_env.storage(),
+            conn,
+            cdr_bucket=local_env.chime_cdr_bucket,
+            lake_bucket=local_env.lake_bucket,
+            delivery_day=DAY,
+            duckdb_memory_limit="300MB'; DROP TABLE x; --",
+        )
+    ingest_delivery_day(
+        local_env.storage(),
+        conn,
+        cdr_bucket=local_env.chime_cdr_bucket,
+        lake_bucket=local_env.lake_bucket,
+        delivery_day=DAY,
+        duckdb_memory_limit="256MB",
+    )
+    (limit,) = conn.execute("SELECT current_setting('memory_limit')").fetchone()
+    assert limit.replace(" ", "").upper().startswith(("244.1MIB", "256.0MB", "256MB", "244MIB"))
