@@ -24,7 +24,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -40,7 +40,14 @@ from cdr_assets.chime.keys import (
     quarantine_file_key,
     voice_connector_of_prefix,
 )
-from cdr_assets.chime.ledger import ensure_lake_views, ensure_tables, files_in_state, forget_files
+from cdr_assets.chime.ledger import (
+    ensure_lake_views,
+    ensure_tables,
+    files_in_state,
+    forget_files,
+    known_keys,
+    remove_files,
+)
 from cdr_assets.chime.read import ReadResult, read_objects
 from cdr_assets.chime.schema import CDR_ARROW_SCHEMA, CDR_PREFIX
 from cdr_assets.storage import ObjectInfo, Storage
@@ -100,27 +107,6 @@ def full_day_ranges(storage: Storage, bucket: str, day: date) -> list[KeyRange]:
     ]
 
 
-def _known_keys(conn: duckdb.DuckDBPyConnection, day: date, keys: list[str]) -> set[str]:
-    if not keys:
-        return set()
-    conn.register("candidate_keys", pa.table({"k": keys}))
-    try:
-        rows = conn.execute(
-            "SELECT source_key FROM chime.ingested_objects "
-            "WHERE delivery_day = ? AND source_key IN (SELECT k FROM candidate_keys)",
-            [day],
-        ).fetchall()
-    finally:
-        conn.unregister("candidate_keys")
-    return {r[0] for r in rows}
-
-
-def _remove_files(storage: Storage, conn: duckdb.DuckDBPyConnection, bucket: str, paths: list[str]) -> None:
-    for path in paths:
-        storage.delete(bucket, path)
-    forget_files(conn, paths)
-
-
 # Lake files are sorted by source number (min/max statistics prune source lookups) and carry
 # Bloom filters on both number columns (equality lookups on either side skip row groups); DuckDB
 # and Athena/Trino both read these. Smaller row groups make that pruning finer.
@@ -141,12 +127,12 @@ STATS_COLUMNS = [
 ]
 
 
-def batch_id(mode: str, objects: Sequence[ObjectInfo]) -> str:
+def batch_id(mode: str, keys: Iterable[str]) -> str:
     """Names a batch's files after the exact keys it read, so a rerun rewrites the same files.
     Hashed key by key: joining a million keys first would cost a 150 MB string."""
     digest = hashlib.sha256(mode.encode())
-    for obj in objects:
-        digest.update(b"\n" + obj.key.encode())
+    for key in keys:
+        digest.update(b"\n" + key.encode())
     return digest.hexdigest()[:16]
 
 
@@ -283,14 +269,14 @@ def ingest_delivery_day(
     storage.ensure_bucket(lake_bucket)
 
     stale = files_in_state(conn, delivery_day, ("pending", "obsolete"))
-    _remove_files(storage, conn, lake_bucket, stale)
+    remove_files(storage, conn, lake_bucket, stale)
     report.files_removed.extend(stale)
 
     if ranges is None:
         ranges = full_day_ranges(storage, cdr_bucket, delivery_day)
     listed = {o.key: o for r in ranges for o in list_range(storage, cdr_bucket, r)}
     report.objects_listed = len(listed)
-    known = set() if replace else _known_keys(conn, delivery_day, list(listed))
+    known = set() if replace else known_keys(conn, "chime.ingested_objects", delivery_day, list(listed))
     report.already_ingested = len(known)
     objects = [listed[k] for k in sorted(listed) if k not in known]
     del listed, known  # a million-object day: free the index before reading the objects
@@ -302,7 +288,7 @@ def ingest_delivery_day(
     result = read_objects(storage, cdr_bucket, objects, delivery_day, workers=workers)
     report.bytes_read = result.bytes_read
     report.quirks = dict(result.quirks)
-    report.batch_id = batch_id(report.mode, objects)
+    report.batch_id = batch_id(report.mode, (o.key for o in objects))
     del objects
 
     quarantine = result.quarantine
@@ -327,7 +313,7 @@ def ingest_delivery_day(
         planned.append(("quarantine", quarantine_file_key(delivery_day, report.batch_id), None, quarantine))
     now = datetime.now(UTC).replace(tzinfo=None)
     paths = [p for _, p, _, _ in planned]
-    conn.execute("DELETE FROM chime.lake_files WHERE list_contains(?, path)", [paths])
+    forget_files(conn, paths)  # a rerun of the same batch re-registers the same names
     if planned:
         conn.executemany(
             "INSERT INTO chime.lake_files VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
@@ -393,7 +379,7 @@ def ingest_delivery_day(
                 conn.unregister(name)
 
     obsolete = files_in_state(conn, delivery_day, ("obsolete",))
-    _remove_files(storage, conn, lake_bucket, obsolete)
+    remove_files(storage, conn, lake_bucket, obsolete)
     report.files_removed.extend(obsolete)
 
     report.quarantine_reasons = dict(Counter(quarantine["reason_code"].to_pylist()).most_common())

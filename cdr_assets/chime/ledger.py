@@ -135,3 +135,19 @@ def remove_files(
     for path in paths:
         storage.delete(bucket, path)
     forget_files(conn, paths, schema)
+
+
+def known_keys(conn: duckdb.DuckDBPyConnection, ledger_table: str, day: date, keys: list[str]) -> set[str]:
+    """Which of ``keys`` the ledger table (``source_key``, ``delivery_day``) already holds for ``day``."""
+    if not keys:
+        return set()
+    conn.register("candidate_keys", pa.table({"k": keys}))
+    try:
+        rows = conn.execute(
+            f"SELECT source_key FROM {ledger_table} "
+            "WHERE delivery_day = ? AND source_key IN (SELECT k FROM candidate_keys)",
+            [day],
+        ).fetchall()
+    finally:
+        conn.unregister("candidate_keys")
+    return {r[0] for r in rows}

@@ -16,7 +16,6 @@ reads only files the ledger has not seen. Files are registered ``pending`` in
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import time
 from collections import Counter
@@ -31,8 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cdr_assets.chime.ingest import KeyRange, list_range
-from cdr_assets.chime.ledger import LAKE_FILES_DDL, files_in_state, remove_files
+from cdr_assets.chime.ingest import KeyRange, batch_id, list_range
+from cdr_assets.chime.ledger import LAKE_FILES_DDL, files_in_state, known_keys, remove_files
 from cdr_assets.connect.parse import parse_file
 from cdr_assets.connect.schema import (
     QUARANTINE_SCHEMA,
@@ -159,17 +158,6 @@ def read_files(
     )
 
 
-def _known_keys(conn: duckdb.DuckDBPyConnection, day: date, keys: list[str]) -> set[str]:
-    if not keys:
-        return set()
-    rows = conn.execute(
-        "SELECT source_key FROM connect.ingested_files "
-        "WHERE delivery_day = ? AND list_contains(?, source_key)",
-        [day, keys],
-    ).fetchall()
-    return {r[0] for r in rows}
-
-
 def _parquet_bytes(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="snappy", row_group_size=128 * 1024)
@@ -201,7 +189,7 @@ def stage_delivery_day(
         ranges = full_day_ranges(ctr_prefix, delivery_day)
     listed: dict[str, ObjectInfo] = {o.key: o for r in ranges for o in list_range(storage, connect_bucket, r)}
     report.files_listed = len(listed)
-    known = set() if replace else _known_keys(conn, delivery_day, list(listed))
+    known = set() if replace else known_keys(conn, "connect.ingested_files", delivery_day, list(listed))
     report.already_ingested = len(known)
     keys = [k for k in sorted(listed) if k not in known]
     report.files_in = len(keys)
@@ -211,7 +199,7 @@ def stage_delivery_day(
 
     result = read_files(storage, connect_bucket, keys, delivery_day, workers=workers)
     report.bytes_read = result.bytes_read
-    report.batch_id = hashlib.sha256("\n".join([report.mode, *keys]).encode()).hexdigest()[:16]
+    report.batch_id = batch_id(report.mode, keys)
     rows = result.rows
     init_day = pc.cast(rows["initiation_timestamp"], pa.date32())
 
