@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from multiprocessing import get_context
+from functools import partial
 
 import pyarrow as pa
 
 from cdr_assets.chime.schema import CDR_ARROW_SCHEMA, QUARANTINE_ARROW_SCHEMA
 from cdr_assets.chime.validate import Rejection, parse_cdr
+from cdr_assets.parallel import fetch_all, map_chunks
 from cdr_assets.storage import ObjectInfo, ObjectNotFound, Storage
 
 MAX_OBJECT_BYTES = 1 << 20  # a CDR is ~700 bytes; anything past 1 MiB is not one
 RAW_KEEP_BYTES = 64 << 10  # how much of a rejected object the quarantine keeps
 CHUNK = 4096
-S3_READ_THREADS = 16
 
 
 @dataclass
@@ -64,12 +63,7 @@ def read_chunk(
     storage: Storage, bucket: str, objects: Sequence[ObjectInfo], delivery_day: date
 ) -> ReadResult:
     """Read and validate one chunk of objects (runs in a worker process)."""
-    if storage.mode == "s3":
-        with ThreadPoolExecutor(S3_READ_THREADS) as pool:
-            blobs: Iterator[bytes | None] = pool.map(lambda o: _fetch(storage, bucket, o), objects)
-            payloads = list(blobs)
-    else:
-        payloads = [_fetch(storage, bucket, o) for o in objects]
+    payloads = fetch_all(storage, lambda o: _fetch(storage, bucket, o), objects)
 
     good: list[tuple[object, ...]] = []
     bad: list[tuple[object, ...]] = []
@@ -122,11 +116,11 @@ def read_objects(
     workers: int | None = None,
 ) -> ReadResult:
     """Read and validate all objects; order of rows follows the order of ``objects``."""
-    workers = workers or os.cpu_count() or 1
-    chunks = [objects[i : i + CHUNK] for i in range(0, len(objects), CHUNK)]
-    # Process start-up (~0.5 s) only pays off for a few chunks' worth of objects.
-    if workers <= 1 or len(chunks) <= 2:
-        return ReadResult.concat([read_chunk(storage, bucket, c, delivery_day) for c in chunks])
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(read_chunk, storage, bucket, c, delivery_day) for c in chunks]
-        return ReadResult.concat([f.result() for f in futures])
+    parts = map_chunks(
+        partial(read_chunk, storage, bucket, delivery_day=delivery_day),
+        objects,
+        chunk_size=CHUNK,
+        workers=workers or os.cpu_count() or 1,
+        serial_up_to=2,
+    )
+    return ReadResult.concat(parts)

@@ -20,10 +20,9 @@ import os
 import time
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from multiprocessing import get_context
+from functools import partial
 
 import duckdb
 import pyarrow as pa
@@ -40,6 +39,7 @@ from cdr_assets.connect.schema import (
     quarantine_file_key,
     staged_file_key,
 )
+from cdr_assets.parallel import fetch_all, map_chunks
 from cdr_assets.storage import ObjectInfo, ObjectNotFound, Storage
 
 SCHEMA = "connect"
@@ -107,11 +107,7 @@ def _fetch(storage: Storage, bucket: str, key: str) -> bytes | None:
 
 def read_chunk(storage: Storage, bucket: str, keys: Sequence[str], delivery_day: date) -> ReadResult:
     """Fetch and parse some files (runs in a worker process for large days)."""
-    if storage.mode == "s3":
-        with ThreadPoolExecutor(S3_READ_THREADS) as pool:
-            blobs = list(pool.map(lambda k: _fetch(storage, bucket, k), keys))
-    else:
-        blobs = [_fetch(storage, bucket, k) for k in keys]
+    blobs = fetch_all(storage, lambda k: _fetch(storage, bucket, k), keys, threads=S3_READ_THREADS)
     tables, bad_rows, per_file, nbytes = [], [], [], 0
     for key, data in zip(keys, blobs, strict=True):
         if data is None:
@@ -141,15 +137,13 @@ def read_chunk(storage: Storage, bucket: str, keys: Sequence[str], delivery_day:
 def read_files(
     storage: Storage, bucket: str, keys: Sequence[str], delivery_day: date, *, workers: int | None = None
 ) -> ReadResult:
-    workers = workers or os.cpu_count() or 1
-    chunks = [keys[i : i + CHUNK_FILES] for i in range(0, len(keys), CHUNK_FILES)]
-    # Worker start-up (imports, ~1 s) only pays off for a few chunks' worth of files.
-    if workers <= 1 or len(chunks) <= 3:
-        parts = [read_chunk(storage, bucket, c, delivery_day) for c in chunks]
-    else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(read_chunk, storage, bucket, c, delivery_day) for c in chunks]
-            parts = [f.result() for f in futures]
+    parts = map_chunks(
+        partial(read_chunk, storage, bucket, delivery_day=delivery_day),
+        keys,
+        chunk_size=CHUNK_FILES,
+        workers=workers or os.cpu_count() or 1,
+        serial_up_to=3,
+    )
     return ReadResult(
         pa.concat_tables([p.rows for p in parts]) if parts else STAGED_SCHEMA.empty_table(),
         pa.concat_tables([p.quarantine for p in parts]) if parts else QUARANTINE_SCHEMA.empty_table(),
