@@ -66,6 +66,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             from cdr_assets.connect.generate import generate_ctrs
 
             store.ensure_bucket(storage.connect_bucket)
+            voice: list = []
             ctrs = generate_ctrs(
                 store,
                 storage.connect_bucket,
@@ -74,6 +75,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 start=args.start,
                 seed=args.seed,
                 prefix=res["connect_settings"].ctr_prefix.rstrip("/") + "/",
+                voice_contacts=voice,
             )
             print(
                 f"wrote {ctrs.files} Firehose CTR files to {store.uri(storage.connect_bucket)}: "
@@ -81,6 +83,23 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 f"{dict(ctrs.channels)}), {ctrs.updated_versions} updated versions, "
                 f"{ctrs.duplicate_deliveries} duplicate deliveries"
             )
+            if args.recording_fraction > 0:
+                from cdr_assets.recordings.generate import write_contact_media
+
+                media = write_contact_media(
+                    store,
+                    storage.connect_bucket,
+                    voice,
+                    fraction=args.recording_fraction,
+                    agent_prefix=res["recordings_settings"].agent_prefix,
+                    max_seconds=args.recording_seconds,
+                    seed=args.seed,
+                )
+                print(
+                    f"wrote {media.recordings} call recordings and {media.agent_recordings} agent screen "
+                    f"recordings with sidecars ({media.bytes_written / 1e6:.1f} MB) for "
+                    f"{args.recording_fraction:.0%} of the {len(voice)} recorded voice contacts"
+                )
         if args.recordings:
             from cdr_assets.recordings.generate import generate_recordings
 
@@ -272,7 +291,14 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="also write this many Connect call recordings (8 kHz stereo WAV) into CONNECT_BUCKET",
     )
-    gen.add_argument("--recording-seconds", type=float, default=20.0, help="longest generated recording")
+    gen.add_argument(
+        "--recording-fraction",
+        type=float,
+        default=0.02,
+        help="with --contacts: the share of recorded voice contacts that also get their Connect call "
+        "recording and an agent screen recording (MP4 + sidecar JSON) in CONNECT_BUCKET",
+    )
+    gen.add_argument("--recording-seconds", type=float, default=10.0, help="longest generated recording")
     gen.set_defaults(func=cmd_generate)
 
     proc = sub.add_parser("process", help="evaluate every sensor once and run what it requests")

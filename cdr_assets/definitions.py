@@ -19,14 +19,14 @@ from cdr_assets.connect.checks import connect_checks  # noqa: E402
 from cdr_assets.connect.report_asset import contact_center_report  # noqa: E402
 from cdr_assets.connect.sensors import connect_ctr_sensor  # noqa: E402
 from cdr_assets.recordings.assets import (  # noqa: E402
-    agent_screen_recordings,
     connect_call_recordings,
     recordings_compression,
     recordings_savings,
-    unified_call_recordings,
 )
 from cdr_assets.recordings.checks import recordings_checks  # noqa: E402
 from cdr_assets.recordings.schedules import recordings_compression_schedule  # noqa: E402
+from cdr_assets.recordings.sensors import unified_recordings_sensor  # noqa: E402
+from cdr_assets.recordings.unified_assets import agent_screen_recordings, unified_call_recordings  # noqa: E402
 from cdr_assets.reports.assets import chime_billing_report  # noqa: E402
 from cdr_assets.reports.schedules import chime_billing_report_schedule  # noqa: E402
 from cdr_assets.resources import build_resources  # noqa: E402
@@ -48,7 +48,7 @@ defs = Definitions(
         unified_call_recordings,
     ],
     asset_checks=[*chime_checks, *connect_checks, *recordings_checks],
-    sensors=[chime_cdr_sensor, connect_ctr_sensor],
+    sensors=[chime_cdr_sensor, connect_ctr_sensor, unified_recordings_sensor],
     schedules=[chime_billing_report_schedule, recordings_compression_schedule],
     resources=build_resources(),
 )

@@ -127,8 +127,14 @@ class RecordingsSettings(ConfigurableResource):
     workers: int = Field(description="RECORDINGS_WORKERS: parallel ffmpeg processes; 0 = one per core")
     instance_alias: str = Field(description="RECORDINGS_INSTANCE_ALIAS; empty: every alias in the bucket")
     prices: str = Field(description="RECORDINGS_PRICES: JSON price overrides, USD per GB-month")
-    screen_prefix: str = Field(
-        description="RECORDINGS_SCREEN_PREFIX: agent screen recordings in CONNECT_BUCKET"
+    agent_prefix: str = Field(
+        description="RECORDINGS_AGENT_PREFIX: agent screen recordings and their sidecars in CONNECT_BUCKET"
+    )
+    unify_lookback_days: int = Field(
+        description="RECORDINGS_UNIFY_LOOKBACK_DAYS: days of agent recordings a sensor tick lists"
+    )
+    unify_retry_seconds: int = Field(
+        description="RECORDINGS_UNIFY_RETRY_SECONDS: wait before retrying a failed merge (x4 per failure)"
     )
 
 
@@ -180,7 +186,9 @@ def build_resources() -> dict[str, object]:
             workers=EnvVar.int("RECORDINGS_WORKERS"),
             instance_alias=EnvVar("RECORDINGS_INSTANCE_ALIAS"),
             prices=EnvVar("RECORDINGS_PRICES"),
-            screen_prefix=EnvVar("RECORDINGS_SCREEN_PREFIX"),
+            agent_prefix=EnvVar("RECORDINGS_AGENT_PREFIX"),
+            unify_lookback_days=EnvVar.int("RECORDINGS_UNIFY_LOOKBACK_DAYS"),
+            unify_retry_seconds=EnvVar.int("RECORDINGS_UNIFY_RETRY_SECONDS"),
         ),
         "report_settings": ReportSettings(
             query=EnvVar("CDR_REPORT_QUERY"),

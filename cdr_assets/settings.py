@@ -42,7 +42,10 @@ DEFAULTS: dict[str, str] = {
     "RECORDINGS_WORKERS": "0",  # parallel ffmpeg processes; 0: one per CPU core
     "RECORDINGS_INSTANCE_ALIAS": "",  # empty: every connect/<alias>/ found in CONNECT_BUCKET
     "RECORDINGS_PRICES": "",  # JSON {storage class: USD per GB-month} over the defaults (pricing.py)
-    "RECORDINGS_SCREEN_PREFIX": "screen-recordings/",  # agent screen recordings in CONNECT_BUCKET
+    # Unified recordings: Connect call audio + the after-call part of the agent's screen recording.
+    "RECORDINGS_AGENT_PREFIX": "agent-recordings/",  # agent screen recordings (+ sidecars) in CONNECT_BUCKET
+    "RECORDINGS_UNIFY_LOOKBACK_DAYS": "2",  # days of agent recordings every sensor tick lists
+    "RECORDINGS_UNIFY_RETRY_SECONDS": "300",  # first retry after a failed merge; x4 per further failure
     # The monthly billing report (README, "Search, statistics and the billing report").
     "CDR_REPORT_QUERY": "",  # empty: the reference Athena query (REFERENCE.md section 1)
     "CDR_REPORT_CRON": "0 0 1 * *",  # UTC; each tick reports the month before it

@@ -42,6 +42,17 @@ class CtrSummary:
     per_delivery_day: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class VoiceContact:
+    """A generated voice contact that reached an agent: what its recordings are made from."""
+
+    contact_id: str
+    agent_id: str  # the last part of the agent's ARN
+    connected_at: datetime  # to the agent (UTC): the call recording starts here
+    disconnect_at: datetime
+    after_call_seconds: int
+
+
 def _ts(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -164,8 +175,15 @@ def generate_ctrs(
     prefix: str = "ctr/",
     agents: int = 40,
     records_per_file: int = 500,
+    alias: str = "demo-instance",
+    voice_contacts: list[VoiceContact] | None = None,
 ) -> CtrSummary:
-    """Write ``contacts`` contacts over ``days`` days from ``start`` as Firehose files."""
+    """Write ``contacts`` contacts over ``days`` days from ``start`` as Firehose files.
+
+    Voice contacts that reached an agent name their call recording as Connect would
+    (``<bucket>/connect/<alias>/CallRecordings/...``) and, if ``voice_contacts`` is given, are
+    appended to it so that recordings can be generated for them.
+    """
     rng = random.Random(seed)
     t0 = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp())
     t1 = t0 + days * 86400
@@ -193,6 +211,8 @@ def generate_ctrs(
             chain.append(xfer)
             summary.transfers += 1
         for rec in chain:
+            if rec["Recording"] is not None:
+                _link_recording(rec, bucket, alias, voice_contacts)
             made += 1
             summary.contacts += 1
             summary.channels[rec["Channel"]] += 1
@@ -224,3 +244,22 @@ def generate_ctrs(
             per_day[delivered.date().isoformat()] += len(part)
     summary.per_delivery_day = dict(sorted(per_day.items()))
     return summary
+
+
+def _link_recording(rec: dict[str, Any], bucket: str, alias: str, out: list[VoiceContact] | None) -> None:
+    from cdr_assets.recordings.generate import recording_key
+
+    agent = rec["Agent"]
+    connected = datetime.fromisoformat(agent["ConnectedToAgentTimestamp"].replace("Z", "+00:00"))
+    key = recording_key(alias, rec["ContactId"], connected.replace(tzinfo=None))
+    rec["Recording"]["Location"] = f"{bucket}/{key}"
+    if out is not None:
+        out.append(
+            VoiceContact(
+                contact_id=rec["ContactId"],
+                agent_id=agent["ARN"].rsplit("/", 1)[-1],
+                connected_at=connected,
+                disconnect_at=datetime.fromisoformat(rec["DisconnectTimestamp"].replace("Z", "+00:00")),
+                after_call_seconds=int(agent["AfterContactWorkDuration"]),
+            )
+        )

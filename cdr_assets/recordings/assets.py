@@ -22,7 +22,6 @@ from cdr_assets import settings
 from cdr_assets.recordings.compress import compress_day, ensure_schema, reset_failed
 from cdr_assets.recordings.presets import get_preset
 from cdr_assets.recordings.pricing import parse_prices, savings_by_day, savings_chart, total
-from cdr_assets.recordings.unified import unify_day
 from cdr_assets.resources import CdrStorage, RecordingsSettings, Warehouse
 from cdr_assets.storage import STORAGE_CLASSES
 from cdr_assets.tabular import markdown_table
@@ -34,7 +33,7 @@ SAVINGS = AssetKey("recordings_savings")
 # A partition is the day in a recording's key (when Connect wrote it), UTC.
 recording_days = DailyPartitionsDefinition(start_date=settings.get("CDR_PARTITIONS_START"), timezone="UTC")
 
-_RETRY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL)
+RETRY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL)
 
 connect_call_recordings = AssetSpec(
     RAW_RECORDINGS,
@@ -58,7 +57,7 @@ class CompressionConfig(Config):
     )
 
 
-def _md(headers: list[str], rows) -> MetadataValue:
+def md_table(headers: list[str], rows) -> MetadataValue:
     return MetadataValue.md(markdown_table(headers, [list(r) for r in rows]))
 
 
@@ -74,7 +73,7 @@ def _md(headers: list[str], rows) -> MetadataValue:
     kinds={"s3", "duckdb", "ffmpeg"},
     partitions_def=recording_days,
     pool="duckdb",
-    retry_policy=_RETRY,
+    retry_policy=RETRY,
 )
 def recordings_compression(
     context: AssetExecutionContext,
@@ -128,7 +127,7 @@ def recordings_compression(
             "day_recordings_converted": stored[0],
             "day_bytes_saved": saved,
             "day_saved_percent": round(100 * saved / stored[1], 1) if stored[1] else 0.0,
-            "failures": _md(["key", "step", "reason"], report.failures[:50]),
+            "failures": md_table(["key", "step", "reason"], report.failures[:50]),
             "seconds": round(report.seconds, 2),
         }
     )
@@ -164,7 +163,7 @@ def recordings_savings(warehouse: Warehouse, recordings_settings: RecordingsSett
             "saved_percent": round(all_days.saved_percent, 1),
             "monthly_cost_before_usd": float(f"{all_days.cost_before:.6g}"),
             "monthly_cost_after_usd": float(f"{all_days.cost_after:.6g}"),
-            "per_day": _md(
+            "per_day": md_table(
                 ["day", "recordings", "bytes before", "bytes after", "saved %", "USD/month before", "after"],
                 [
                     (
@@ -186,62 +185,3 @@ def recordings_savings(warehouse: Warehouse, recordings_settings: RecordingsSett
             ),
         }
     return MaterializeResult(metadata=metadata)
-
-
-SCREEN_RECORDINGS = AssetKey("agent_screen_recordings")
-UNIFIED = AssetKey("unified_call_recordings")
-
-agent_screen_recordings = AssetSpec(
-    SCREEN_RECORDINGS,
-    description=(
-        "Agent screen recordings (MP4, video and audio, running on through after-call work) in "
-        "CONNECT_BUCKET under <RECORDINGS_SCREEN_PREFIX>YYYY/MM/DD/<agentId>/<ContactId>.mp4, with object "
-        "metadata call-end-offset=HH:MM:SS (where in it the call ended)."
-    ),
-    group_name="recordings",
-    kinds={"s3", "mp4"},
-    partitions_def=recording_days,
-)
-
-
-@asset(
-    key=UNIFIED,
-    deps=[SCREEN_RECORDINGS, RAW_RECORDINGS],
-    description=(
-        "Per contact: the Connect call audio followed by the after-call part of the agent's screen "
-        "recording audio, muxed with its video (copied) as AAC, plus a thumbnail, stored as "
-        "YYYY/MM/DD/<agentId>/<ContactId>/recording.mp4 and thumbnail.png next to the screen recording; "
-        "status in DuckDB recordings.unified, failures in recordings.dead_letters."
-    ),
-    group_name="recordings",
-    kinds={"s3", "duckdb", "ffmpeg"},
-    partitions_def=recording_days,
-    pool="duckdb",
-    retry_policy=_RETRY,
-)
-def unified_call_recordings(
-    context: AssetExecutionContext,
-    storage: CdrStorage,
-    warehouse: Warehouse,
-    recordings_settings: RecordingsSettings,
-) -> MaterializeResult:
-    """Unify the call audio and screen recordings of one day."""
-    day = date.fromisoformat(context.partition_key)
-    with warehouse.get_connection() as conn:
-        report = unify_day(
-            storage.get(),
-            conn,
-            bucket=storage.connect_bucket,
-            screen_prefix=recordings_settings.screen_prefix,
-            day=day,
-            max_attempts=recordings_settings.max_attempts,
-        )
-    return MaterializeResult(
-        metadata={
-            "listed": report.listed,
-            "unified": report.unified,
-            "already_unified": report.skipped,
-            "failed": report.failed,
-            "held": report.held,
-        }
-    )

@@ -244,13 +244,16 @@ def _record(conn, day, preset, storage_class, outcomes, prior, report, log) -> N
             rows.append((o.key, contact, day, preset.name, storage_class, o.bytes_before or None, None, None,
                          "failed", attempts + 1, f"{o.step}: {o.reason}", None, None))  # fmt: skip
             dead.append((o.key, day, preset.name, o.step, o.reason, attempts + 1, now))
+    write_outcomes(conn, "recordings.compression", rows, dead)
+
+
+def write_outcomes(conn: Any, table: str, rows: list[tuple], dead: list[tuple]) -> None:
+    """Status rows (upserted) and dead letters of one batch, in one transaction."""
     conn.execute("BEGIN")
     try:
         if rows:
-            conn.executemany(
-                f"INSERT OR REPLACE INTO recordings.compression VALUES ({', '.join(['?'] * 13)})",
-                rows,
-            )
+            values = ", ".join(["?"] * len(rows[0]))
+            conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({values})", rows)
         if dead:
             conn.executemany("INSERT INTO recordings.dead_letters VALUES (?, ?, ?, ?, ?, ?, ?)", dead)
         conn.execute("COMMIT")

@@ -3,8 +3,8 @@
 The call audio (8 kHz stereo WAV) is followed by the after-call part of the agent recording's
 audio (from the call-end offset to its end); both are decoded and resampled to one format
 before they are joined (the reference concatenated the bytes of two different formats), then
-muxed with the agent recording's video (stream copied) as AAC; a PNG thumbnail is taken from
-the first second. The result is verified: it has a video stream and its audio lasts the call
+muxed with the agent recording's video (stream copied) as AAC; a PNG thumbnail is taken at 1 s.
+The result is verified: it has a video stream and its audio lasts the call
 plus the after-call part.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 from cdr_assets.recordings.audio import AudioError, measure, run_ffmpeg
 
 _RATE = 48000  # what both audio parts are resampled to before they are joined
+THUMBNAIL_AT = 1.0  # seconds into the agent recording
 
 
 def parse_offset(text: str) -> float:
@@ -69,7 +70,8 @@ def unify(
          "-map", "1:v:0", "-map", "[a]", "-c:v", "copy", "-c:a", "aac", "-b:a", "96k",
          "-movflags", "+faststart", "-f", "mp4", str(video)]
     )  # fmt: skip
-    run_ffmpeg(["-ss", "0", "-i", str(agent_mp4), "-map", "0:v:0", "-frames:v", "1", "-f", "image2",
+    at = min(THUMBNAIL_AT, agent.duration / 2)  # at 1 s, or mid-way through a shorter recording
+    run_ffmpeg(["-ss", f"{at:.3f}", "-i", str(agent_mp4), "-map", "0:v:0", "-frames:v", "1", "-f", "image2",
                 "-c:v", "png", str(thumb)])  # fmt: skip
     run_ffmpeg(["-i", str(video), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"])  # has a video stream
     result = measure(video)

@@ -48,3 +48,14 @@ def silent_right(seconds: float = 2.0) -> np.ndarray:
     frames = synth_stereo(seconds).copy()
     frames[:, 1] = 0
     return frames
+
+
+def has_video_stream(path) -> bool:
+    """ffmpeg can copy a video stream out of ``path`` (there is no ffprobe)."""
+    from cdr_assets.recordings.audio import AudioError
+
+    try:
+        run_ffmpeg(["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"])
+    except AudioError:
+        return False
+    return True

@@ -26,3 +26,21 @@ def test_cli_generate_recordings(local_env, capsys):
     assert main([*argv, "--recording-seconds", "2"]) == 0
     assert "wrote 2 call recordings" in capsys.readouterr().out
     assert len(list(local_env.storage().list_objects(local_env.connect_bucket, "connect/"))) == 2
+
+
+def test_cli_generate_links_recordings_to_contacts(local_env, capsys):
+    argv = ["generate", "--calls", "5", "--days", "1", "--start", "2024-03-05", "--contacts", "60"]
+    assert main([*argv, "--recording-fraction", "0.15", "--recording-seconds", "1.5"]) == 0
+    assert "agent screen recordings with sidecars" in capsys.readouterr().out
+    store, bucket = local_env.storage(), local_env.connect_bucket
+    calls = {o.key for o in store.list_objects(bucket, "connect/")}
+    agent = {o.key for o in store.list_objects(bucket, "agent-recordings/")}
+    mp4s = {k for k in agent if k.endswith(".mp4")}
+    assert mp4s and {k[: -len(".mp4")] + ".json" for k in mp4s} == agent - mp4s  # a sidecar each
+    # Every agent recording's contact has its call recording, at the key its CTR names.
+    raw = b"".join(store.get(bucket, o.key) for o in store.list_objects(bucket, "ctr/"))
+    for key in mp4s:
+        contact = key.rsplit("/", 1)[-1][: -len(".mp4")]
+        (call,) = [c for c in calls if c.split("/")[-1].startswith(contact + "_")]
+        assert KEY_RE.match(call) and f"{bucket}/{call}".encode() in raw
+        assert describe_wav(store.get(bucket, call)) == "wav/pcm_s16le/8000Hz/2ch"
