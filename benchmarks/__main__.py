@@ -303,15 +303,17 @@ def main() -> None:
     parser.add_argument("--naive-sample", type=int, default=5000, help="files the naive baseline reads")
     parser.add_argument(
         "--only",
-        choices=["lake", "search", "connect"],
+        choices=["lake", "search", "connect", "recordings"],
         action="append",
         help="run only these parts (repeatable); default: all",
     )
     parser.add_argument("--search-rows", type=int, default=10_000_000, help="CDRs in the search lake")
     parser.add_argument("--connect-ctrs", type=int, default=1_000_000, help="CTRs in the bulk load")
     parser.add_argument("--connect-incremental", type=int, default=10_000, help="CTRs, incremental load")
+    parser.add_argument("--recording-hours", type=float, default=2.0, help="hours of recordings compressed")
+    parser.add_argument("--recording-call-minutes", type=float, default=5.0, help="length of each recording")
     args = parser.parse_args()
-    parts = set(args.only or ["lake", "search", "connect"])
+    parts = set(args.only or ["lake", "search", "connect", "recordings"])
 
     data_dir = Path(args.data_dir).resolve()
     work = data_dir / "work"
@@ -330,8 +332,9 @@ def main() -> None:
         if args.million:
             big = bench_million(data_dir, work)
             bench_sensor(big, "_1m", "the 1M local landing zone")
-    # Search and Connect benchmarks print their own name=value lines.
-    for part, module in (("search", "benchmarks.search"), ("connect", "benchmarks.connect")):
+    # Search, Connect and recordings benchmarks print their own name=value lines.
+    for part in ("search", "connect", "recordings"):
+        module = f"benchmarks.{part}"
         if part in parts:
             note(f"== {part} ==")
             for line in importlib.import_module(module).run(args):

@@ -7,6 +7,7 @@ length of the recording. Every ffmpeg exit code is checked (the reference's bug)
 
 from __future__ import annotations
 
+import io
 import math
 import struct
 import subprocess
@@ -115,6 +116,11 @@ def _consume_wav(stream) -> tuple[int, list[float], float, int]:
             channels = struct.unpack("<H", body[2:4])[0]
     if channels < 1:
         raise AudioError("decoder output has no channel count")
+    return (channels, *_accumulate(stream, channels))
+
+
+def _accumulate(stream, channels: int) -> tuple[list[float], float, int]:
+    """Sum of squares per channel and of the mono mix, and frames, of s16le samples, in chunks."""
     sums = [0.0] * channels
     mix_sum, frames = 0.0, 0
     frame_bytes = 2 * channels
@@ -133,7 +139,31 @@ def _consume_wav(stream) -> tuple[int, list[float], float, int]:
         mono = x.mean(axis=1)  # ffmpeg's stereo-to-mono downmix: (L + R) / 2
         mix_sum += float((mono * mono).sum())
         frames += x.shape[0]
-    return channels, sums, mix_sum, frames
+    return sums, mix_sum, frames
+
+
+def measure_pcm(data: bytes) -> Levels | None:
+    """What :func:`measure` gives, read straight from a 16-bit PCM WAV at 8 kHz (no ffmpeg run);
+    None for any other format (then decode it with ffmpeg).
+
+    Connect writes exactly this format, so the original of every conversion is measured here,
+    in chunks of the bytes already downloaded.
+    """
+    fmt = describe_wav(data[:4096])
+    if not fmt.startswith(f"wav/pcm_s16le/{SAMPLE_RATE}Hz/"):
+        return None
+    channels = int(fmt.rsplit("/", 1)[1].removesuffix("ch"))
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk_id, length = struct.unpack("<4sI", data[pos : pos + 8])
+        if chunk_id == b"data":
+            end = len(data) if length in (0, 0xFFFFFFFF) else min(len(data), pos + 8 + length)
+            sums, mix_sum, frames = _accumulate(io.BytesIO(memoryview(data)[pos + 8 : end]), channels)
+            if frames == 0:
+                raise AudioError("no audio samples")
+            return Levels(channels, frames, tuple(_db(x, frames) for x in sums), _db(mix_sum, frames))
+        pos += 8 + length + (length & 1)
+    return None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from cdr_assets.recordings.audio import describe_wav, measure, run_ffmpeg, verify, wav_truncation
+from cdr_assets.recordings.audio import describe_wav, measure, measure_pcm, run_ffmpeg, verify, wav_truncation
 from cdr_assets.recordings.presets import Preset
 from cdr_assets.storage import Storage
 
@@ -111,13 +111,14 @@ def compress_object(
         size, fmt, cut = len(data), describe_wav(data[:256]), wav_truncation(data[:4096], len(data))
         with open(src, "wb") as fh:
             fh.write(data)
-        del data  # only files on disk from here: memory stays bounded
         if size == 0:
             return Outcome(key, "failed", step=step, reason="zero-length object")
         step = "measure-original"
         if cut:
             return Outcome(key, "failed", bytes_before=size, step=step, reason=cut)
-        original = measure(src)
+        # Connect's PCM is measured from the downloaded bytes; anything else is decoded by ffmpeg.
+        original = measure_pcm(data) or measure(src)
+        del data  # only files on disk from here: memory stays bounded
         step = "convert"
         run_ffmpeg(preset.ffmpeg_args(src, dst))
         step = "verify"

@@ -1,8 +1,8 @@
 """Synthetic Amazon Connect call recordings: 8 kHz 16-bit stereo WAV, customer left, agent right.
 
-The two channels differ audibly and in level (a louder, pitch-varying "customer" on the left,
-a quieter "agent" on the right, talking in turns), so a swapped, silent or collapsed channel
-shows in the verification. Written with the standard ``wave`` module, a second at a time.
+The two channels differ audibly and in level (a louder, higher "customer" voice on the left, a
+quieter, lower "agent" voice on the right, talking in turns), so a swapped, silent or collapsed
+channel shows in the verification. Written with the standard ``wave`` module, a second at a time.
 """
 
 from __future__ import annotations
@@ -35,16 +35,55 @@ def recording_key(alias: str, contact_id: str, started: datetime) -> str:
     )
 
 
+_BLOCK_SECONDS = 30  # generated a block at a time: memory stays small for long recordings
+# Formants (centre Hz, bandwidth Hz, gain) of two different voices.
+_CUSTOMER = ((700, 120, 1.0), (1200, 150, 0.6), (2600, 200, 0.3))
+_AGENT = ((500, 100, 1.0), (1500, 150, 0.5), (2400, 200, 0.25))
+
+
+def _voice(n: int, rng: np.random.Generator, f0: float, formants, t0: float) -> np.ndarray:
+    """Speech-like sound: a glottal pulse train with drifting pitch and breath noise, shaped by
+    formant resonances (in the frequency domain), at syllable rate."""
+    t = t0 + np.arange(n) / RATE
+    pitch = f0 * (1 + 0.08 * np.sin(2 * np.pi * 0.3 * t))
+    phase = np.cumsum(pitch / RATE)
+    source = (np.diff(np.floor(phase), prepend=np.floor(phase[0])) > 0) + 0.05 * rng.standard_normal(n)
+    freqs = np.fft.rfftfreq(n, 1 / RATE)
+    envelope = sum(g / (1 + ((freqs - fc) / bw) ** 2) for fc, bw, g in formants)
+    shaped = np.fft.irfft(np.fft.rfft(source) * envelope, n)
+    syllables = np.clip(np.sin(2 * np.pi * 4.0 * t), 0, None) ** 0.7
+    return shaped * syllables
+
+
 def synth_stereo(seconds: float, seed: int = 0) -> np.ndarray:
-    """Frames x 2 int16: left (customer) tones about -9 dBFS, right (agent) about -21 dBFS."""
+    """Frames x 2 int16 of a conversation: customer (left, about -18 dBFS) and agent (right, about
+    -30 dBFS) talk in turns of 1-6 s, each faintly audible while the other talks.
+
+    Speech-like rather than pure tones, so codecs built for speech (Opus/SILK) behave as they do
+    on real calls.
+    """
     rng = np.random.default_rng(seed)
     n = max(1, round(seconds * RATE))
-    t = np.arange(n) / RATE
-    f_left, f_right = 300 + 200 * rng.random(), 700 + 300 * rng.random()
-    left = 0.5 * np.sin(2 * np.pi * f_left * t + 3 * np.sin(2 * np.pi * 0.7 * t))
-    left += 0.1 * np.sin(2 * np.pi * 2.3 * f_left * t)
-    right = 0.12 * np.sin(2 * np.pi * f_right * t) + 0.03 * np.sin(2 * np.pi * 1300 * t)
-    return (np.stack([left, right], axis=1) * 32767).astype("<i2")
+    f_customer, f_agent = 180 + 60 * rng.random(), 110 + 30 * rng.random()
+    turn = np.zeros(n)
+    pos, who = 0, 1.0
+    while pos < n:
+        length = int(rng.uniform(1, 6) * RATE)
+        turn[pos : pos + length] = who
+        pos, who = pos + length, 1.0 - who
+    out = np.empty((n, 2))
+    block = _BLOCK_SECONDS * RATE
+    for start in range(0, n, block):
+        m = min(block, n - start)
+        t0 = start / RATE
+        out[start : start + m, 0] = _voice(m, rng, f_customer, _CUSTOMER, t0)
+        out[start : start + m, 1] = _voice(m, rng, f_agent, _AGENT, t0)
+    out[:, 0] *= 0.1 + 0.9 * turn
+    out[:, 1] *= 0.1 + 0.9 * (1 - turn)
+    for channel, level_db in ((0, -18.0), (1, -30.0)):
+        rms = float(np.sqrt(np.mean(out[:, channel] ** 2))) or 1.0
+        out[:, channel] *= 10 ** (level_db / 20) / rms
+    return (np.clip(out, -1, 1) * 32767).astype("<i2")
 
 
 def wav_bytes(frames: np.ndarray, rate: int = RATE) -> bytes:

@@ -66,3 +66,20 @@ def test_wav_header_checks():
     assert audio.describe_wav(b"\x00" * 20) == "not-wav"
     with pytest.raises(ValueError, match="unknown RECORDINGS_PRESET"):
         get_preset("mp3")
+
+
+def test_measure_pcm_matches_ffmpeg_and_declines_other_formats(tmp_path):
+    mono = wav_bytes(synth_stereo(0.8)[:, :1].copy())
+    for data in (media.good_wav(1.37, seed=4), media.swapped_wav(0.5), mono):
+        path = tmp_path / "a.wav"
+        path.write_bytes(data)
+        direct, decoded = audio.measure_pcm(data), audio.measure(path)
+        assert direct is not None and direct.channels == decoded.channels and direct.frames == decoded.frames
+        assert all(abs(a - b) < 1e-6 for a, b in zip(direct.channel_db, decoded.channel_db, strict=True))
+        assert abs(direct.mix_db - decoded.mix_db) < 1e-6
+    # A chunk after the samples is not read as audio.
+    trailing = media.good_wav(1.0) + b"LIST" + (8).to_bytes(4, "little") + b"INFOabcd"
+    assert audio.measure_pcm(trailing).frames == 8000
+    adpcm = tmp_path / "adpcm.wav"
+    audio.run_ffmpeg(["-i", str(path), "-c:a", "adpcm_ima_wav", str(adpcm)])
+    assert audio.measure_pcm(adpcm.read_bytes()) is None and audio.measure_pcm(b"not a wav") is None
