@@ -18,6 +18,8 @@ Standalone: ``python -m benchmarks.recordings [--recording-hours H] [--recording
 from __future__ import annotations
 
 import argparse
+import hashlib
+import inspect
 import os
 import shutil
 import time
@@ -28,6 +30,7 @@ from pathlib import Path
 import duckdb
 
 from cdr_assets import settings
+from cdr_assets.recordings import generate
 from cdr_assets.recordings.audio import run_ffmpeg
 from cdr_assets.recordings.compress import compress_day
 from cdr_assets.recordings.generate import recording_key, synth_stereo, wav_bytes
@@ -43,7 +46,9 @@ def _source(root: Path, hours: float, call_minutes: float) -> tuple[Path, list[P
     """The folder of the cached originals (generated once), their files and total audio seconds."""
     calls = max(1, round(hours * 60 / call_minutes))
     seconds = call_minutes * 60
-    folder = root / f"source-{calls}x{seconds:g}s"
+    # The folder names the generator's code too: a change of the synthetic audio regenerates it.
+    version = hashlib.sha1(inspect.getsource(generate).encode()).hexdigest()[:8]
+    folder = root / f"source-{calls}x{seconds:g}s-{version}"
     done = folder / ".complete"
     if not done.exists():
         shutil.rmtree(folder, ignore_errors=True)
