@@ -1,11 +1,15 @@
 """The report email (pure: no Dagster): building it and sending it over SMTP.
 
 Header values are checked before they reach a header: a recipient or subject carrying a line
-break (``"a@b\\r\\nBcc: c@d"``) is refused, not folded into another header.
+break (``"a@b\\r\\nBcc: c@d"``) is refused, not folded into another header. Images that a report's
+HTML embeds as ``data:`` URIs (right for a standalone file) travel in the mail as inline parts
+referenced by ``cid:`` (most mail clients block ``data:`` images).
 """
 
 from __future__ import annotations
 
+import base64
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -14,6 +18,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 
 _FORBIDDEN = ("\r", "\n", "\x00")
+_DATA_IMAGE = re.compile(r'src="data:image/(png|jpeg|gif);base64,([A-Za-z0-9+/=]+)"')
 
 
 class MailError(RuntimeError):
@@ -73,11 +78,28 @@ def build_email(
     msg["Date"] = formatdate(usegmt=True)
     msg["Message-ID"] = make_msgid(domain="cdr-assets")
     msg.set_content(text)
+    html, images = inline_images(html)
     msg.add_alternative(html, subtype="html")
+    html_part = msg.get_payload()[1]
+    for data, subtype, cid in images:
+        html_part.add_related(data, maintype="image", subtype=subtype, cid=cid)
     for a in attachments:
         name = check_header(a.filename, "file name")
         msg.add_attachment(a.data, maintype=a.maintype, subtype=a.subtype, filename=name)
     return msg
+
+
+def inline_images(html: str) -> tuple[str, list[tuple[bytes, str, str]]]:
+    """``html`` with each ``data:`` image replaced by a ``cid:`` reference, and those images
+    (bytes, image subtype, Content-ID with its angle brackets)."""
+    images: list[tuple[bytes, str, str]] = []
+
+    def to_cid(m: re.Match[str]) -> str:
+        cid = make_msgid(domain="cdr-assets")
+        images.append((base64.b64decode(m[2]), m[1], cid))
+        return f'src="cid:{cid[1:-1]}"'
+
+    return _DATA_IMAGE.sub(to_cid, html), images
 
 
 @dataclass(frozen=True)

@@ -188,6 +188,11 @@ def test_report_lands_in_the_lake_and_in_the_mailbox(cdr_env, smtp, monkeypatch)
     assert msg["Subject"] == "Amazon Chime billing report 2026-02"
     html = msg.get_body(("html",)).get_content()
     assert f"<td>{VC}</td>" in html and "<td>30.0</td>" in html and "<table" in html
+    # The chart travels as an inline part the HTML references by Content-ID, not as a data: URI.
+    assert "data:image" not in html
+    (chart,) = [p for p in msg.walk() if p.get_content_type() == "image/png"]
+    assert f'src="cid:{chart["Content-ID"][1:-1]}"' in html
+    assert chart.get_content() == store.get(cdr_env.lake_bucket, f"{base}.png")
     (attachment,) = list(msg.iter_attachments())
     assert attachment.get_filename() == "billing_2026-02.csv"
     data = attachment.get_content()
