@@ -10,13 +10,13 @@ from contextlib import contextmanager
 from email.message import EmailMessage
 
 import duckdb
-from dagster import ConfigurableResource, EnvVar
+from dagster import ConfigurableResource, EnvVar, Failure
 from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
 from pydantic import Field, PrivateAttr
 
 from cdr_assets import settings
-from cdr_assets.reports.mail import SmtpSettings, send_email
+from cdr_assets.reports.mail import PartialDelivery, SmtpSettings, send_email
 from cdr_assets.storage import Storage, make_storage
 from cdr_assets.warehouse import configure_lake_access
 
@@ -85,17 +85,23 @@ class Mailer(ConfigurableResource):
     timeout_seconds: int = Field(description="SMTP_TIMEOUT_SECONDS")
 
     def send(self, msg: EmailMessage) -> None:
-        send_email(
-            msg,
-            SmtpSettings(
-                host=self.host,
-                port=self.port,
-                user=self.user,
-                password=self.password,
-                starttls=self.starttls.strip().lower() in ("1", "true", "yes", "on"),
-                timeout=self.timeout_seconds,
-            ),
+        """Send; a MailError fails the step (retried), a partial delivery fails it without retries."""
+        smtp = SmtpSettings(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            starttls=self.starttls.strip().lower() in ("1", "true", "yes", "on"),
+            timeout=self.timeout_seconds,
         )
+        try:
+            send_email(msg, smtp)
+        except PartialDelivery as exc:
+            raise Failure(
+                str(exc),
+                allow_retries=False,
+                metadata={"accepted": ", ".join(exc.accepted), "refused": ", ".join(exc.refused)},
+            ) from exc
 
 
 class ReportSettings(ConfigurableResource):

@@ -25,6 +25,18 @@ class MailError(RuntimeError):
     """The mail could not be built or was not accepted for every recipient."""
 
 
+class PartialDelivery(MailError):
+    """The server accepted the mail for some recipients and refused others: sending it again
+    would mail the accepted ones twice, so this is not worth a retry."""
+
+    def __init__(self, accepted: list[str], refused: dict[str, tuple[int, bytes]]):
+        self.accepted, self.refused = accepted, refused
+        reasons = "; ".join(
+            f"{rcpt}: {code} {text.decode(errors='replace')}" for rcpt, (code, text) in refused.items()
+        )
+        super().__init__(f"the SMTP server refused {reasons}; accepted for {', '.join(accepted)}")
+
+
 def check_header(value: str, what: str) -> str:
     if any(c in value for c in _FORBIDDEN):
         raise MailError(f"{what} contains a line break or NUL; refusing it: {value!r}")
@@ -127,4 +139,5 @@ def send_email(msg: EmailMessage, smtp: SmtpSettings) -> None:
         raise MailError(f"sending the report to {smtp.host}:{smtp.port} failed: {exc!r}") from exc
     if refused:
         # Accepted for some: say so loudly rather than count it as delivered.
-        raise MailError(f"the SMTP server refused {sorted(refused)}; the others were accepted")
+        accepted = [a.addr_spec for a in msg["To"].addresses if a.addr_spec not in refused]
+        raise PartialDelivery(accepted, refused)

@@ -30,6 +30,13 @@ RECIPIENTS = ["ops@example.com", "billing@example.org"]
 class _Sink:
     def __init__(self) -> None:
         self.envelopes: list = []
+        self.unknown: set[str] = set()  # recipients this server refuses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.unknown:
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         self.envelopes.append(envelope)
@@ -244,3 +251,19 @@ def test_injected_recipient_fails_before_sending_and_without_retries(local_env, 
     assert not result.success and smtp.envelopes == []
     assert not any(e.event_type == DagsterEventType.STEP_UP_FOR_RETRY for e in result.all_events)
     assert not list(local_env.storage().list_objects(local_env.lake_bucket, "reports/"))
+
+
+def test_partial_refusal_fails_without_mailing_the_others_twice(local_env, smtp, monkeypatch):
+    smtp.unknown.add("gone@example.com")
+    monkeypatch.setenv("CDR_REPORT_EMAIL", "ops@example.com, gone@example.com")
+    build_lake(local_env)
+    result = materialize(
+        [chime_billing_report], partition_key="2026-02", resources=local_env.resources(), raise_on_error=False
+    )
+    assert not result.success
+    (envelope,) = smtp.envelopes  # delivered once, to the one the server accepted
+    assert envelope.rcpt_tos == ["ops@example.com"]
+    assert not any(e.event_type == DagsterEventType.STEP_UP_FOR_RETRY for e in result.all_events)
+    (failure,) = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+    text = str(failure.step_failure_data.error)
+    assert "gone@example.com: 550" in text and "accepted for ops@example.com" in text
