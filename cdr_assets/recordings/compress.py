@@ -16,9 +16,11 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -90,9 +92,19 @@ def day_prefixes(storage: Storage, bucket: str, day: date, alias: str = "") -> l
 
 
 def compress_object(
-    storage: Storage, bucket: str, key: str, preset: Preset, storage_class: str, workdir: str
+    storage: Storage,
+    bucket: str,
+    key: str,
+    preset: Preset,
+    storage_class: str,
+    workdir: str,
+    ffmpeg_slot: AbstractContextManager[Any] | None = None,
 ) -> Outcome:
-    """Compress one recording safely (see the module docstring); never raises for a bad object."""
+    """Compress one recording safely (see the module docstring); never raises for a bad object.
+
+    ``ffmpeg_slot`` is held while ffmpeg runs (a semaphore bounds the processes across threads).
+    """
+    slot = ffmpeg_slot or nullcontext()
     step = "head"
     try:
         head = storage.head(bucket, key)
@@ -120,9 +132,11 @@ def compress_object(
         original = measure_pcm(data) or measure(src)
         del data  # only files on disk from here: memory stays bounded
         step = "convert"
-        run_ffmpeg(preset.ffmpeg_args(src, dst))
+        with slot:
+            run_ffmpeg(preset.ffmpeg_args(src, dst))
         step = "verify"
-        converted = measure(dst)
+        with slot:
+            converted = measure(dst)
         verdict = verify(original, converted, channels=preset.channels)
         if not verdict.ok:
             return Outcome(key, "failed", bytes_before=size, step=step, reason=verdict.reason)
@@ -207,11 +221,14 @@ def compress_day(
         else:
             todo.append(key)
     workers = workers or os.cpu_count() or 1
-    with tempfile.TemporaryDirectory(prefix="recordings-") as tmp, ThreadPoolExecutor(workers) as pool:
+    # At most `workers` ffmpeg processes (one per core), but twice as many threads: downloads,
+    # measuring originals and uploads of some objects overlap the conversions of others.
+    slots = threading.BoundedSemaphore(workers)
+    with tempfile.TemporaryDirectory(prefix="recordings-") as tmp, ThreadPoolExecutor(2 * workers) as pool:
         outcomes = list(
             pool.map(
                 lambda item: compress_object(
-                    storage, bucket, item[1], preset, storage_class, os.path.join(tmp, str(item[0]))
+                    storage, bucket, item[1], preset, storage_class, os.path.join(tmp, str(item[0])), slots
                 ),
                 enumerate(todo),
             )
