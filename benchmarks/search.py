@@ -25,8 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cdr_assets.chime.ingest import LAKE_ROW_GROUP_ROWS, LAKE_SORT, STATS_COLUMNS, lake_file_bytes
 from cdr_assets.chime.keys import hive_folder
+from cdr_assets.chime.lake_layout import LAKE_ROW_GROUP_ROWS, LAKE_SORT, STATS_COLUMNS, lake_file_bytes
 from cdr_assets.chime.schema import LAKE_PREFIX
 from cdr_assets.chime.search import SearchFilters, lake_glob, open_search_connection, search_cdrs
 from cdr_assets.storage import LocalStorage
