@@ -131,6 +131,11 @@ _FOOTERS: dict[tuple[str, int, int | None], object] = {}
 _FOOTERS_MAX = 4096
 
 
+def forget_footers() -> None:
+    """Drop the parsed footers (as a new process starts without them)."""
+    _FOOTERS.clear()
+
+
 def _footer(fs: pafs.FileSystem, info: pafs.FileInfo, parse):
     key = (info.path, info.size, info.mtime_ns)
     hit = _FOOTERS.get(key)

@@ -22,7 +22,10 @@ from cdr_assets_tests.chime.lake import ALICE, CAROL, DAY, VC2, build_lake, lake
 def _ids(env, **filters) -> list[str]:
     conn = lake_connection(env)
     try:
-        table = search_cdrs(conn, env.storage().uri(env.lake_bucket), SearchFilters(**filters))
+        store = env.storage()
+        table = search_cdrs(
+            conn, store.uri(env.lake_bucket), SearchFilters(**filters), store.arrow_filesystem()[0]
+        )
     finally:
         conn.close()
     return table["transactionid"].to_pylist()
