@@ -13,7 +13,7 @@ NUMBER_COLUMNS = ("sourcephonenumber", "destinationphonenumber")
 # Bloom filters on both number columns (equality lookups on either side skip row groups); DuckDB
 # and Athena/Trino both read these. Smaller row groups make that pruning finer, and make a
 # number lookup, which reads whole row groups where the number index points, cheaper.
-LAKE_ROW_GROUP_ROWS = 8 * 1024
+LAKE_ROW_GROUP_ROWS = 4 * 1024
 LAKE_SORT = [("sourcephonenumber", "ascending"), ("starttimeepochseconds", "ascending")]
 # Min/max statistics only where a search filters: long unique strings (transactionid,
 # source_key) would only make every file footer, read on each query, larger.
