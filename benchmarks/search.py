@@ -115,6 +115,8 @@ def ensure_lake(root: Path, rows: int = ROWS, days: int = DAYS) -> tuple[Path, f
     if done.exists():
         return root, 0.0
     t0 = time.perf_counter()
+    for stale in root.glob(".complete-*"):  # the files are rewritten: no other layout is complete now
+        stale.unlink()
     rng = np.random.default_rng(SEED)
     _POOLS.update(
         vcs=np.array([f"vc{i:02d}{'x' * 20}"[:22] for i in range(VOICE_CONNECTORS)]),
