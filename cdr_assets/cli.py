@@ -209,15 +209,16 @@ def _date(text: str) -> date:
 
 
 @contextmanager
-def _lake_connection() -> Iterator[tuple[Any, str]]:
-    """An in-memory DuckDB that reads the lake (no lock on the warehouse file) and its root."""
+def _lake_connection() -> Iterator[tuple[Any, str, Any]]:
+    """An in-memory DuckDB that reads the lake (no lock on the warehouse file), the lake's root
+    and its storage."""
     from cdr_assets.chime.search import open_search_connection
     from cdr_assets.storage import storage_from_env
 
     store = storage_from_env()
     conn = open_search_connection(store)
     try:
-        yield conn, store.uri(settings.get("LAKE_BUCKET"))
+        yield conn, store.uri(settings.get("LAKE_BUCKET")), store
     finally:
         conn.close()
 
@@ -244,8 +245,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     except SearchError as exc:
         print(f"cdr-assets search: error: {exc}", file=sys.stderr)
         return 2
-    with _lake_connection() as (conn, lake):
-        result = search_cdrs(conn, lake, filters)
+    with _lake_connection() as (conn, lake, store):
+        result = search_cdrs(conn, lake, filters, store.arrow_filesystem()[0])
     print(render(result, args.format))
     if args.format == "table":
         print(f"({result.num_rows} call{'s' if result.num_rows != 1 else ''})", file=sys.stderr)
@@ -259,7 +260,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.end < args.start:
         print("cdr-assets stats: error: --to is before --from", file=sys.stderr)
         return 2
-    with _lake_connection() as (conn, lake):
+    with _lake_connection() as (conn, lake, _):
         result = call_stats(
             conn, lake, args.start, args.end, per_day=not args.total, voice_connector=args.voice_connector
         )

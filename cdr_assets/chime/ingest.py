@@ -32,7 +32,6 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from cdr_assets.chime.keys import (
     day_prefix,
@@ -40,6 +39,7 @@ from cdr_assets.chime.keys import (
     quarantine_file_key,
     voice_connector_of_prefix,
 )
+from cdr_assets.chime.lake_layout import LAKE_SORT, parquet_bytes
 from cdr_assets.chime.ledger import (
     ensure_lake_views,
     ensure_tables,
@@ -48,12 +48,16 @@ from cdr_assets.chime.ledger import (
     known_keys,
     remove_files,
 )
+from cdr_assets.chime.number_index import index_file_bytes, index_key
 from cdr_assets.chime.read import ReadResult, read_objects
 from cdr_assets.chime.schema import CDR_ARROW_SCHEMA, CDR_PREFIX
 from cdr_assets.storage import ObjectInfo, Storage
 
+PARQUET = "application/vnd.apache.parquet"
 _MEMORY_LIMIT = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
-FAILPOINT_ENV = "CDR_ASSETS_FAILPOINT"  # test hook: "after_first_lake_file" kills the process
+# Test hook: "after_first_lake_file" kills the process after the first planned file (with its
+# index), "before_first_index" between the first lake file and its index.
+FAILPOINT_ENV = "CDR_ASSETS_FAILPOINT"
 
 
 @dataclass(frozen=True)
@@ -107,26 +111,6 @@ def full_day_ranges(storage: Storage, bucket: str, day: date) -> list[KeyRange]:
     ]
 
 
-# Lake files are sorted by source number (min/max statistics prune source lookups) and carry
-# Bloom filters on both number columns (equality lookups on either side skip row groups); DuckDB
-# and Athena/Trino both read these. Smaller row groups make that pruning finer.
-LAKE_ROW_GROUP_ROWS = 16 * 1024
-LAKE_SORT = [("sourcephonenumber", "ascending"), ("starttimeepochseconds", "ascending")]
-NUMBER_COLUMNS = ("sourcephonenumber", "destinationphonenumber")
-# Min/max statistics only where a search filters: long unique strings (transactionid,
-# source_key) would only make every file footer, read on each query, larger.
-STATS_COLUMNS = [
-    *NUMBER_COLUMNS,
-    "voiceconnectorid",
-    "status",
-    "direction",
-    "starttimeepochseconds",
-    "endtimeepochseconds",
-    "billabledurationseconds",
-    "billabledurationminutes",
-]
-
-
 def batch_id(mode: str, keys: Iterable[str]) -> str:
     """Names a batch's files after the exact keys it read, so a rerun rewrites the same files.
     Hashed key by key: joining a million keys first would cost a 150 MB string."""
@@ -134,29 +118,6 @@ def batch_id(mode: str, keys: Iterable[str]) -> str:
     for key in keys:
         digest.update(b"\n" + key.encode())
     return digest.hexdigest()[:16]
-
-
-def _parquet_bytes(table: pa.Table, *, cdrs: bool = False, presorted: bool = False) -> memoryview:
-    # A view of Arrow's buffer: no copy of the file into a Python bytes object.
-    sink = pa.BufferOutputStream()
-    if not cdrs:
-        pq.write_table(table, sink, compression="snappy", row_group_size=128 * 1024)
-        return memoryview(sink.getvalue())
-    ndv = max(1, min(table.num_rows, LAKE_ROW_GROUP_ROWS))
-    pq.write_table(
-        table if presorted else table.sort_by(LAKE_SORT),
-        sink,
-        compression="snappy",
-        row_group_size=LAKE_ROW_GROUP_ROWS,
-        write_statistics=STATS_COLUMNS,
-        bloom_filter_options={c: {"ndv": ndv, "fpp": 0.01} for c in NUMBER_COLUMNS},
-    )
-    return memoryview(sink.getvalue())
-
-
-def lake_file_bytes(table: pa.Table) -> memoryview:
-    """One lake Parquet file as the pipeline writes it (also used by the search benchmark)."""
-    return _parquet_bytes(table.select(CDR_ARROW_SCHEMA.names).cast(CDR_ARROW_SCHEMA), cdrs=True)
 
 
 def split_duplicates(
@@ -304,7 +265,8 @@ def ingest_delivery_day(
     if not report.balanced:  # checked before anything is written or marked done
         raise RuntimeError(f"object accounting does not balance: {report}")
 
-    # Plan every file before writing any, and register them as pending.
+    # Plan every file before writing any, and register them (with the lake files' number
+    # indexes; their row count is the lake file's) as pending.
     planned: list[tuple[str, str, date | None, pa.Table]] = [
         ("cdrs", lake_file_key(end_day, delivery_day, report.batch_id), end_day, part)
         for end_day, part in end_day_slices(keep)
@@ -312,25 +274,32 @@ def ingest_delivery_day(
     if quarantine.num_rows:
         planned.append(("quarantine", quarantine_file_key(delivery_day, report.batch_id), None, quarantine))
     now = datetime.now(UTC).replace(tzinfo=None)
-    paths = [p for _, p, _, _ in planned]
+    registered = [(kind, p, end, t.num_rows) for kind, p, end, t in planned]
+    registered += [("cdrs_index", index_key(p), end, n) for kind, p, end, n in registered if kind == "cdrs"]
+    paths = [p for _, p, _, _ in registered]
     forget_files(conn, paths)  # a rerun of the same batch re-registers the same names
-    if planned:
+    if registered:
         conn.executemany(
             "INSERT INTO chime.lake_files VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
-            [[p, kind, delivery_day, end, t.num_rows, run_id, now] for kind, p, end, t in planned],
+            [[p, kind, delivery_day, end, n, run_id, now] for kind, p, end, n in registered],
         )
 
+    failpoint = os.environ.get(FAILPOINT_ENV)
     for i, (kind, path, _, table) in enumerate(planned):
         if kind == "cdrs":
             table = table.select(CDR_ARROW_SCHEMA.names).cast(CDR_ARROW_SCHEMA)
-        storage.put(
-            lake_bucket,
-            path,
-            _parquet_bytes(table, cdrs=kind == "cdrs", presorted=True),
-            content_type="application/vnd.apache.parquet",
-        )
+            # An index left from an earlier file of this name must not describe the new one.
+            storage.delete(lake_bucket, index_key(path))
+        data = parquet_bytes(table, cdrs=kind == "cdrs", presorted=True)
+        storage.put(lake_bucket, path, data, content_type=PARQUET)
         report.files_written.append(path)
-        if i == 0 and os.environ.get(FAILPOINT_ENV) == "after_first_lake_file":
+        if kind == "cdrs":
+            if i == 0 and failpoint == "before_first_index":
+                os._exit(137)
+            # After its lake file: a file without its index is searched by a scan, never missed.
+            storage.put(lake_bucket, index_key(path), index_file_bytes(data), content_type=PARQUET)
+            report.files_written.append(index_key(path))
+        if i == 0 and failpoint == "after_first_lake_file":
             os._exit(137)  # simulate a kill -9 half-way through the writes
 
     file_of_day = pa.table(

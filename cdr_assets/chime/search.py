@@ -7,9 +7,12 @@ into the text. Two things keep a search cheap on a large lake:
   after ``since`` ended on ``since``'s day or later, and one that ended at or before ``until``
   is in ``until``'s day or earlier, so only those ``year=/month=/day=`` folders are opened
   (DuckDB drops the other files from the Hive partition values before reading them).
-- Number lookups: lake files are sorted by source number and carry Bloom filters on both
-  number columns (``ingest.py``), and each side of an either-side lookup is its own
-  equality filter, so DuckDB skips row groups that cannot hold the number.
+- Number lookups: each lake file has a small index of its numbers -> row groups
+  (``number_index.py``), so a lookup reads one index row group and the data row groups that
+  hold the number, per file. A file without a usable index is scanned: files are sorted by
+  source number and carry Bloom filters on both number columns (``ingest.py``), and each side
+  of an either-side lookup is its own equality filter, so DuckDB skips row groups that cannot
+  hold the number.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import duckdb
 import pyarrow as pa
+import pyarrow.fs as pafs
 
+from cdr_assets.chime.number_index import LakeFile, list_lake_files, rows_with
 from cdr_assets.chime.schema import DIRECTIONS, LAKE_PREFIX
 from cdr_assets.storage import Storage
 from cdr_assets.warehouse import configure_lake_access
@@ -169,11 +174,17 @@ def lake_glob(lake_root_uri: str) -> str:
 
 
 def build_query(
-    filters: SearchFilters, lake_root_uri: str, files: list[str] | None = None
+    filters: SearchFilters,
+    lake_root_uri: str,
+    files: list[str] | None = None,
+    *,
+    indexed: str | None = None,
 ) -> tuple[str, list[object]]:
     """The SQL text and its parameters for already-normalized filters.
 
-    ``files``: the lake files to read (already pruned to the days); default: the whole lake's glob.
+    ``files``: the lake files to scan (already pruned to the days); default: the whole lake's glob.
+    ``indexed``: a relation (same columns plus the Hive day columns) holding the row groups that
+    indexes pointed to for the looked-up number; the same filters apply to it.
     """
     common: list[str] = []
     params: list[object] = []
@@ -199,21 +210,30 @@ def build_query(
         if value is not None:
             common.append(clause)
             params.append(value)
-    source = f"read_parquet(?, {_HIVE})"
-    glob: object = lake_glob(lake_root_uri) if files is None else files
     where = " AND ".join(common) or "true"
-    if filters.number is None:
-        body = f"{_SELECT} FROM {source} WHERE {where}"
-        all_params: list[object] = [glob, *params]
-    else:
-        # Two equality filters instead of one OR: each can use its column's Bloom filters and
-        # statistics. The second branch leaves out calls the first one already found.
-        body = (
-            f"{_SELECT} FROM {source} WHERE {where} AND sourcephonenumber = ?\n"
-            f"UNION ALL\n{_SELECT} FROM {source} WHERE {where} AND destinationphonenumber = ? "
-            "AND sourcephonenumber <> ?"
-        )
-        all_params = [glob, *params, filters.number, glob, *params, filters.number, filters.number]
+    parts: list[str] = []
+    all_params: list[object] = []
+    if files is None or files:
+        source = f"read_parquet(?, {_HIVE})"
+        glob: object = lake_glob(lake_root_uri) if files is None else files
+        if filters.number is None:
+            parts.append(f"{_SELECT} FROM {source} WHERE {where}")
+            all_params += [glob, *params]
+        else:
+            # Two equality filters instead of one OR: each can use its column's Bloom filters and
+            # statistics. The second branch leaves out calls the first one already found.
+            parts += [
+                f"{_SELECT} FROM {source} WHERE {where} AND sourcephonenumber = ?",
+                f"{_SELECT} FROM {source} WHERE {where} AND destinationphonenumber = ? "
+                "AND sourcephonenumber <> ?",
+            ]
+            n = filters.number
+            all_params += [glob, *params, n, glob, *params, n, n]
+    if indexed is not None:
+        either = "" if filters.number is None else " AND ? IN (sourcephonenumber, destinationphonenumber)"
+        parts.append(f"{_SELECT} FROM {indexed} WHERE {where}{either}")
+        all_params += [*params] + ([] if filters.number is None else [filters.number])
+    body = "\nUNION ALL\n".join(parts)
     direction = "DESC" if filters.order == "newest" else "ASC"
     cols = ", ".join(RESULT_COLUMNS)
     sql = f"SELECT {cols} FROM ({body}) ORDER BY starttimeepochseconds {direction}, transactionid LIMIT ?"
@@ -236,38 +256,63 @@ def open_search_connection(storage: Storage) -> duckdb.DuckDBPyConnection:
     return conn
 
 
-def search_cdrs(conn: duckdb.DuckDBPyConnection, lake_root_uri: str, filters: SearchFilters) -> pa.Table:
-    """Matching calls (newest first by default); an empty table when nothing matches."""
+def search_cdrs(
+    conn: duckdb.DuckDBPyConnection,
+    lake_root_uri: str,
+    filters: SearchFilters,
+    filesystem: pafs.FileSystem | None = None,
+) -> pa.Table:
+    """Matching calls (newest first by default); an empty table when nothing matches.
+
+    ``filesystem``: the lake's pyarrow file system (``storage.arrow_filesystem()[0]``), which
+    reads the number indexes; needed for an ``s3://`` lake, a local folder needs none.
+    """
     filters = filters.normalized()
-    # One listing per search (on S3 one LIST), shared by both sides of a number lookup.
-    files = files_for_days(conn, lake_root_uri, *days_to_read(filters))
-    if not files:
+    fs, root = _arrow_lake(lake_root_uri, filesystem)
+    files = list_lake_files(fs, root, *days_to_read(filters))
+    number = filters.number or filters.destination or filters.source
+    scan, hits = files, []
+    if number is not None:
+        # One file after the other: a thread pool gained no time on the shared 2 cores, and cost CPU.
+        found = [rows_with(fs, f, number, _READ_COLUMNS) for f in files]
+        scan = [f for f, rows in zip(files, found, strict=True) if rows is None]
+        hits = [rows for rows in found if rows is not None and rows.num_rows]
+    if not scan and not hits:
         return empty_result()
-    sql, params = build_query(filters, lake_root_uri, files)
-    return conn.execute(sql, params).fetch_arrow_table()
+    indexed = pa.concat_tables(hits).combine_chunks() if hits else None  # one chunk: cheaper to scan
+    sql, params = build_query(
+        filters,
+        lake_root_uri,
+        [_duckdb_uri(lake_root_uri, f) for f in scan],
+        indexed=None if indexed is None else "indexed_rows",
+    )
+    if indexed is None:
+        return conn.execute(sql, params).fetch_arrow_table()
+    conn.register("indexed_rows", indexed)
+    try:
+        return conn.execute(sql, params).fetch_arrow_table()
+    finally:
+        conn.unregister("indexed_rows")
 
 
-_DAY_FOLDER = re.compile(r"/year=(\d{4})/month=(\d{2})/day=(\d{2})/[^/]+$")
+# What the indexed branch reads of a lake file: the result's columns, times as stored.
+_READ_COLUMNS = [
+    {"start_time": "starttimeepochseconds", "end_time": "endtimeepochseconds"}.get(c, c)
+    for c in RESULT_COLUMNS
+]
 
 
-def files_for_days(
-    conn: duckdb.DuckDBPyConnection, lake_root_uri: str, first: date | None, last: date | None
-) -> list[str]:
-    """The lake's Parquet files in the end-day folders from ``first`` to ``last`` (None: open)."""
-    out = []
-    for (path,) in conn.execute(
-        "SELECT file FROM glob(?) ORDER BY file", [lake_glob(lake_root_uri)]
-    ).fetchall():
-        m = _DAY_FOLDER.search(path)
-        if m is None:
-            continue
-        try:
-            day = date(int(m[1]), int(m[2]), int(m[3]))
-        except ValueError:  # not a real day: no lake file lives there
-            continue
-        if (first is None or day >= first) and (last is None or day <= last):
-            out.append(path)
-    return out
+def _arrow_lake(lake_root_uri: str, filesystem: pafs.FileSystem | None) -> tuple[pafs.FileSystem, str]:
+    """The lake's pyarrow file system and the lake root as it names it."""
+    if lake_root_uri.startswith("s3://"):
+        if filesystem is None:
+            raise ValueError("searching an s3:// lake needs its file system (storage.arrow_filesystem())")
+        return filesystem, lake_root_uri.removeprefix("s3://")
+    return filesystem or pafs.LocalFileSystem(), lake_root_uri
+
+
+def _duckdb_uri(lake_root_uri: str, lake_file: LakeFile) -> str:
+    return f"s3://{lake_file.info.path}" if lake_root_uri.startswith("s3://") else lake_file.info.path
 
 
 def empty_result() -> pa.Table:

@@ -51,25 +51,37 @@ def known_calls() -> list[tuple[dict, object]]:
     ]
 
 
+def warehouse_connection(env) -> duckdb.DuckDBPyConnection:
+    """The test's DuckDB file, able to read its lake."""
+    env.home.mkdir(parents=True, exist_ok=True)
+    conn = duckdb.connect(str(env.home / "warehouse.duckdb"))
+    configure_lake_access(conn, env.storage())
+    return conn
+
+
+def ingest_day(env, conn, day: date, ranges=None):
+    """One delivery day through the real ingest (the whole day unless ``ranges``)."""
+    return ingest_delivery_day(
+        env.storage(),
+        conn,
+        cdr_bucket=env.chime_cdr_bucket,
+        lake_bucket=env.lake_bucket,
+        delivery_day=day,
+        ranges=ranges,
+        workers=1,
+    )
+
+
 def build_lake(env) -> None:
     store = env.storage()
     days = set()
     for record, delivered in known_calls():
         put_cdr(store, env.chime_cdr_bucket, record, delivered)
         days.add(delivered.date())
-    env.home.mkdir(parents=True, exist_ok=True)
-    conn = duckdb.connect(str(env.home / "warehouse.duckdb"))
+    conn = warehouse_connection(env)
     try:
-        configure_lake_access(conn, store)
         for day in sorted(days):
-            ingest_delivery_day(
-                store,
-                conn,
-                cdr_bucket=env.chime_cdr_bucket,
-                lake_bucket=env.lake_bucket,
-                delivery_day=day,
-                workers=1,
-            )
+            ingest_day(env, conn, day)
     finally:
         conn.close()
 

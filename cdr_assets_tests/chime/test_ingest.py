@@ -12,29 +12,18 @@ import pytest
 from cdr_assets.chime.ingest import FAILPOINT_ENV, KeyRange, ingest_delivery_day, refresh_views
 from cdr_assets.chime.keys import day_prefix
 from cdr_assets.chime.ledger import LAKE_VIEW, QUARANTINE_VIEW
-from cdr_assets.warehouse import configure_lake_access
+from cdr_assets.chime.number_index import index_key
 from cdr_assets_tests.chime.factory import VC, at, cdr, put_cdr
+from cdr_assets_tests.chime.lake import ingest_day, warehouse_connection
 
 DAY = date(2026, 3, 14)
 
 
-def _conn(env) -> duckdb.DuckDBPyConnection:
-    env.home.mkdir(parents=True, exist_ok=True)
-    conn = duckdb.connect(str(env.home / "warehouse.duckdb"))
-    configure_lake_access(conn, env.storage())
-    return conn
+_conn = warehouse_connection
 
 
 def _ingest(env, conn, day=DAY, ranges=None):
-    return ingest_delivery_day(
-        env.storage(),
-        conn,
-        cdr_bucket=env.chime_cdr_bucket,
-        lake_bucket=env.lake_bucket,
-        delivery_day=day,
-        ranges=ranges,
-        workers=1,
-    )
+    return ingest_day(env, conn, day, ranges)
 
 
 def _lake_rows(env, conn) -> list[tuple]:
@@ -170,7 +159,8 @@ def test_replace_is_idempotent_and_incremental_reads_only_new_objects(cdr_env):
     before = _lake_rows(cdr_env, conn)
     rebuilt = _ingest(cdr_env, conn)
     assert rebuilt.rows_written == 7 and _lake_rows(cdr_env, conn) == before
-    assert len([f for f in _lake_files(cdr_env) if f.endswith(".parquet")]) == 1
+    (data,) = [f for f in _lake_files(cdr_env) if f.endswith(".parquet") and "/_numbers/" not in f]
+    assert _lake_files(cdr_env) == sorted([data, index_key(data)])  # the old files' indexes went too
 
 
 def test_rebuild_drops_rows_whose_objects_are_gone(local_env):
@@ -205,14 +195,15 @@ def test_kill_half_way_then_rerun_repairs(local_env, tmp_path: Path):
         [sys.executable, "-c", script, db], env={**os.environ, FAILPOINT_ENV: "after_first_lake_file"}
     )
     assert killed.returncode == 137
-    # The file written before the kill is complete (atomic put); nothing half-written is visible.
+    # The file written before the kill is complete (atomic put), with its index; nothing
+    # half-written is visible.
     lake_root = local_env.home / "buckets" / local_env.lake_bucket
-    written = [p for p in lake_root.rglob("*") if p.is_file()]
-    assert len(written) == 1 and written[0].suffix == ".parquet"
+    written = sorted(str(p.relative_to(lake_root)) for p in lake_root.rglob("*") if p.is_file())
+    assert len(written) == 2 and written[0] == index_key(written[1])
     assert not list((local_env.home / "tmp").glob("*")) if (local_env.home / "tmp").exists() else True
     conn = duckdb.connect(db)
     states = conn.execute("SELECT state, count(*) FROM chime.lake_files GROUP BY 1").fetchall()
-    assert states == [("pending", 3)]  # two CDR files + the quarantine file were planned
+    assert states == [("pending", 5)]  # two CDR files, their indexes and the quarantine file
     assert conn.execute("SELECT count(*) FROM chime.ingested_objects").fetchone() == (0,)
     conn.close()
 
@@ -220,7 +211,7 @@ def test_kill_half_way_then_rerun_repairs(local_env, tmp_path: Path):
     conn = _conn(local_env)
     assert [r[0] for r in _lake_rows(local_env, conn)] == ["t0", "t1", "t2", "t3"]
     assert conn.execute("SELECT DISTINCT state FROM chime.lake_files").fetchall() == [("committed",)]
-    assert len(_lake_files(local_env)) == 3
+    assert len(_lake_files(local_env)) == 5
 
 
 def test_cleanup_of_stale_pending_files_from_a_dead_run(local_env):
