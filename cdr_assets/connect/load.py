@@ -13,9 +13,10 @@ when it is new or its agent, initiation or agent state changed: an updated versi
 them keeps its agent version. Each contact's agent_key is computed before the fact write, so new
 rows are inserted with it and only existing rows whose version changed are re-pointed.
 
-Cost per batch: the new rows; the fact rows of the touched agents from ``k`` on (row groups
-before the earliest ``k`` are skipped by their initiation zone maps, so appends stay cheap); and
-a narrow scan (ARN, username, update time) of the touched agents' rows for the type-1 username.
+Cost per batch: the new rows; the fact rows of the touched agents from ``k`` on (from the start
+of the version before ``k`` when versions tie within a second; row groups before the earliest
+bound are skipped by their initiation zone maps, so appends stay cheap); and a narrow scan (ARN,
+username, update time) of the touched agents' rows for the type-1 username.
 """
 
 from __future__ import annotations
@@ -68,15 +69,20 @@ def load_partition(
     report.files = len(files)
     if files:
         uris = [storage.uri(lake_bucket, p) for p in files]
+        # A view, not a table: the batch is read twice (narrow, then the winners' wide rows), which
+        # costs less than copying every staged row into a temp table first.
+        listed = ", ".join("'" + u.replace("'", "''") + "'" for u in uris)  # views take no parameters
         conn.execute(
-            "CREATE OR REPLACE TEMP TABLE staged_batch AS "
-            "SELECT * FROM read_parquet(?, union_by_name = true)",
-            [uris],
+            f"CREATE OR REPLACE TEMP VIEW staged_batch AS SELECT * FROM read_parquet([{listed}], "
+            "union_by_name = true)"
         )
-        (report.rows_in,) = conn.execute("SELECT count(*) FROM staged_batch").fetchone()  # type: ignore[misc]
-        load_staged(conn, "staged_batch", report, files)
-        for name in ("staged_batch", *TEMP_TABLES):
-            conn.execute(f"DROP TABLE IF EXISTS {name}")
+        try:
+            (report.rows_in,) = conn.execute("SELECT count(*) FROM staged_batch").fetchone()  # type: ignore[misc]
+            load_staged(conn, "staged_batch", report, files)
+        finally:
+            conn.execute("DROP VIEW IF EXISTS staged_batch")
+            for name in TEMP_TABLES:
+                conn.execute(f"DROP TABLE IF EXISTS {name}")
     report.table_rows = table_rows(conn)
     report.seconds = time.perf_counter() - t0
     return report
@@ -176,10 +182,13 @@ def _upsert_dimensions(conn: duckdb.DuckDBPyConnection) -> None:
 _RUNS_SQL = f"""
 CREATE OR REPLACE TEMP TABLE runs AS
 WITH anchor AS (
-    SELECT s.agent_arn, arg_max(s.agent_key, (s.t, s.contact_id)) AS old_key,
-           arg_max(s.h, (s.t, s.contact_id)) AS h,
-           max(s.t) AS t, arg_max(s.contact_id, (s.t, s.contact_id)) AS contact_id
-    FROM scope s JOIN bounds b USING (agent_arn) WHERE (s.t, s.contact_id) < (b.kt, b.kc) GROUP BY s.agent_arn
+    SELECT agent_arn, v_key AS old_key, v_h AS h, vf AS t, '' AS contact_id
+    FROM bounds WHERE by_version AND v_key IS NOT NULL
+    UNION ALL
+    SELECT s.agent_arn, arg_max(s.agent_key, (s.t, s.contact_id)), arg_max(s.h, (s.t, s.contact_id)),
+           max(s.t), arg_max(s.contact_id, (s.t, s.contact_id))
+    FROM scope s JOIN bounds b USING (agent_arn)
+    WHERE NOT b.by_version AND (s.t, s.contact_id) < (b.kt, b.kc) GROUP BY s.agent_arn
 ), w AS (
     SELECT agent_arn, t, contact_id, h, old_key, true AS is_anchor FROM anchor
     UNION ALL
@@ -223,13 +232,27 @@ def _agent_versions(conn: duckdb.DuckDBPyConnection, report: LoadReport) -> None
         "SELECT agent_arn, t, contact_id FROM chg WHERE moved AND agent_arn IS NOT NULL UNION ALL "
         "SELECT old_arn, old_t, contact_id FROM chg WHERE moved AND old_arn IS NOT NULL) GROUP BY agent_arn"
     )
-    # Lower bound of the fact rows to read per agent: the anchor (the last row before k) belongs to
-    # a version starting at or before it, so it is not earlier than the latest version start before
-    # k's second (or k's second when none is earlier).
+    # Where the fact rows must be read from, per agent. The anchor (the last row before k) is in
+    # the version with the latest start before k's second (its first contact is before k, and
+    # none starts in between). When no version starts in k's second and that latest start is
+    # unique, that version is the anchor ("by_version") and only rows from k's second on are read;
+    # otherwise (several versions in one second) the anchor row is found among the rows from
+    # that latest start on.
     ex(
-        "CREATE OR REPLACE TEMP TABLE bounds AS SELECT b.agent_arn, b.kt, b.kc, coalesce(max(d.valid_from) "
-        "FILTER (WHERE d.valid_from < b.kt), b.kt) AS lo FROM bounds b "
-        "LEFT JOIN connect.dim_agent d USING (agent_arn) GROUP BY b.agent_arn, b.kt, b.kc"
+        "CREATE OR REPLACE TEMP TABLE bounds AS WITH d AS (SELECT b.agent_arn, b.kt, d.agent_key, "
+        "d.state_hash, d.valid_from FROM bounds b JOIN connect.dim_agent d USING (agent_arn) "
+        "WHERE d.valid_from <= b.kt), m AS (SELECT agent_arn, max(valid_from) FILTER (WHERE valid_from < kt) "
+        "AS vf, count(*) FILTER (WHERE valid_from = kt) AS at_k FROM d GROUP BY agent_arn), "
+        "v AS (SELECT d.agent_arn, count(*) AS n, any_value(d.agent_key) AS v_key, "
+        "any_value(d.state_hash) AS v_h FROM d JOIN m ON m.agent_arn = d.agent_arn AND m.vf = d.valid_from "
+        "GROUP BY d.agent_arn) "
+        "SELECT b.agent_arn, b.kt, b.kc, m.vf, v.v_key, v.v_h, "
+        "coalesce(m.at_k, 0) = 0 AND coalesce(v.n, 0) <= 1 AS by_version FROM bounds b "
+        "LEFT JOIN m USING (agent_arn) LEFT JOIN v USING (agent_arn)"
+    )
+    ex(
+        "CREATE OR REPLACE TEMP TABLE bounds AS SELECT *, "
+        "CASE WHEN by_version THEN kt ELSE coalesce(vf, kt) END AS lo FROM bounds"
     )
     (report.agents_touched, lo) = ex("SELECT count(*), min(lo) FROM bounds").fetchone()  # type: ignore[misc]
     # The constant lower bound lets the scan skip row groups by their zone maps.
