@@ -6,12 +6,9 @@ value, so braces, ``}{`` and newlines inside attribute values are just string co
 that is a JSON *array* of CTRs (as the published samples are) is accepted too: when the file
 starts with ``[``, commas and the closing ``]`` between records are separators.
 
-``parse_files`` first tries the vectorised path (``fastparse``: Arrow's JSON reader over the
-whole file), which gives the same rows as the decoder here and declines any file it cannot read
-exactly as this decoder does; declined files come here. Within this decoder, when every
-non-blank line of a file is a complete JSON object (newline-separated delivery), lines are
-decoded with ``orjson``; this gives the same records as the streaming decoder because a JSON
-string cannot hold a raw newline. Anything else takes the streaming path.
+Fast path: when every non-blank line of a file is a complete JSON object (newline-separated
+delivery), lines are decoded with ``orjson``; this gives the same records as the streaming
+decoder because a JSON string cannot hold a raw newline. Anything else takes the streaming path.
 
 Bad input never hides good input: when a value cannot be decoded at offset *o*, the decoder
 resynchronises at the next ``{`` that starts a decodable object carrying a ``ContactId`` and
@@ -30,10 +27,8 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-import pyarrow as pa
 
-from cdr_assets.connect.fastparse import parse_many
-from cdr_assets.connect.schema import STAGED_NAMES, STAGED_SCHEMA
+from cdr_assets.connect.schema import STAGED_NAMES
 
 RAW_KEEP_CHARS = 64 << 10
 _WS = re.compile(r"[ \t\r\n]*")
@@ -52,22 +47,13 @@ class Bad:
 
 @dataclass
 class Parsed:
-    lists: dict[str, list[Any]] = field(default_factory=lambda: {n: [] for n in STAGED_NAMES})
+    rows: dict[str, list[Any]] = field(default_factory=lambda: {n: [] for n in STAGED_NAMES})
     bad: list[Bad] = field(default_factory=list)
     records: int = 0  # values found in the file (= rows + bad records/spans)
-    arrow: pa.Table | None = None  # the rows, when the vectorised path read the file
 
     @property
     def row_count(self) -> int:
-        return self.arrow.num_rows if self.arrow is not None else len(self.lists["contact_id"])
-
-    def table(self) -> pa.Table:
-        return self.arrow if self.arrow is not None else pa.table(self.lists, schema=STAGED_SCHEMA)
-
-    @property
-    def rows(self) -> dict[str, list[Any]]:
-        """Column lists, whichever path read the file."""
-        return self.arrow.to_pydict() if self.arrow is not None else self.lists
+        return len(self.rows["contact_id"])
 
 
 class _Offsets:
@@ -161,23 +147,8 @@ def decode_file(data: bytes) -> tuple[str, str | None]:
         return data.decode("utf-8", "surrogateescape"), f"invalid UTF-8 at byte {exc.start}"
 
 
-def parse_files(files: list[tuple[bytes, str]]) -> list[Parsed]:
-    """``parse_file`` of each ``(data, source_key)``: the vectorised path (``fastparse``) for the
-    files it takes, all at once; the streaming decoder for the files it declines."""
-    tables = parse_many(files)
-    return [
-        Parsed(records=t.num_rows, arrow=t) if t is not None else parse_file(data, key, fast=False)
-        for t, (data, key) in zip(tables, files, strict=True)
-    ]
-
-
-def parse_file(data: bytes, source_key: str, *, fast: bool = True) -> Parsed:
-    """Every record of one delivery as a flattened row, or as a quarantine entry.
-
-    ``fast``: try the vectorised path first (``fastparse``); it gives the same rows, and declines
-    any file it cannot read exactly as the streaming decoder below does."""
-    if fast:
-        return parse_files([(data, source_key)])[0]
+def parse_file(data: bytes, source_key: str) -> Parsed:
+    """Every record of one delivery as a flattened row, or as a quarantine entry."""
     out = Parsed()
     try:
         text, utf8_error = decode_file(data)
@@ -196,7 +167,7 @@ def parse_file(data: bytes, source_key: str, *, fast: bool = True) -> Parsed:
         elif utf8_error and _ESCAPED.search(raw):
             code, reason = "invalid_utf8", utf8_error
         else:
-            invalid = flatten(value, out.lists, source_key, to_byte(start), raw)
+            invalid = flatten(value, out.rows, source_key, to_byte(start), raw)
             if invalid is None:
                 continue
             code, _, reason = invalid.partition(": ")

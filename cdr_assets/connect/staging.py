@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from cdr_assets.chime.ingest import KeyRange, batch_id, list_range
 from cdr_assets.chime.ledger import LAKE_FILES_DDL, files_in_state, known_keys, remove_files
-from cdr_assets.connect.parse import parse_files
+from cdr_assets.connect.parse import parse_file
 from cdr_assets.connect.schema import (
     QUARANTINE_SCHEMA,
     STAGED_SCHEMA,
@@ -109,16 +109,14 @@ def read_chunk(storage: Storage, bucket: str, keys: Sequence[str], delivery_day:
     """Fetch and parse some files (runs in a worker process for large days)."""
     blobs = fetch_all(storage, lambda k: _fetch(storage, bucket, k), keys, threads=S3_READ_THREADS)
     tables, bad_rows, per_file, nbytes = [], [], [], 0
-    present = [(data, key) for key, data in zip(keys, blobs, strict=True) if data is not None]
-    parsed_files = iter(parse_files(present))
     for key, data in zip(keys, blobs, strict=True):
         if data is None:
             bad_rows.append((key, 0, "vanished", "file was listed but deleted before it was read", b""))
             per_file.append((key, 1, 0, 1))
             continue
         nbytes += len(data)
-        parsed = next(parsed_files)
-        tables.append(parsed.table())
+        parsed = parse_file(data, key)
+        tables.append(pa.table(parsed.rows, schema=STAGED_SCHEMA))
         bad_rows += [(key, b.offset, b.code, b.reason, b.raw) for b in parsed.bad]
         per_file.append((key, parsed.records, parsed.row_count, len(parsed.bad)))
     quarantine = pa.table(
