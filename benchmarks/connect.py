@@ -21,8 +21,8 @@ from pathlib import Path
 import duckdb
 
 from cdr_assets.connect.generate import generate_ctrs
+from cdr_assets.connect.load import load_partition
 from cdr_assets.connect.staging import stage_delivery_day
-from cdr_assets.connect.warehouse import load_partition
 from cdr_assets.storage import LocalStorage
 
 ROOT = Path("bench-data/connect")

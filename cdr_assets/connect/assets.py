@@ -19,9 +19,9 @@ from pydantic import Field
 
 from cdr_assets.chime.assets import KeyRangeConfig, delivery_days
 from cdr_assets.chime.ingest import KeyRange
+from cdr_assets.connect.load import load_partition
 from cdr_assets.connect.schema import STAGED_SCHEMA
 from cdr_assets.connect.staging import stage_delivery_day
-from cdr_assets.connect.warehouse import load_partition
 from cdr_assets.resources import CdrStorage, ConnectSettings, Warehouse
 from cdr_assets.tabular import markdown_table
 
