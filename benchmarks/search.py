@@ -231,6 +231,13 @@ def run(args: argparse.Namespace) -> list[str]:
 
     cold_ms = _p50_ms(cold_lookup, 7)
     source_ms = _p50_ms(lambda: search_cdrs(conn, lake, SearchFilters(source=lookups[1])), 11)
+    # A voice connector's own number is on one side of most calls: in nearly every row group.
+    (did,) = conn.execute(
+        "SELECT sourcephonenumber FROM read_parquet(?) WHERE direction = 'Outbound' LIMIT 1",
+        [lake_glob(lake)],
+    ).fetchone()
+    busy_ms = _p50_ms(lambda: search_cdrs(conn, lake, SearchFilters(number=did)), 5)
+    busy_naive_ms = _p50_ms(lambda: conn.execute(_NAIVE, [lake_glob(lake), did, did]).fetchall(), 5)
     naive_ms = _p50_ms(naive, 5)
     lookup_cpu, naive_cpu = _CPU_MS[id(lookup)], _CPU_MS[id(naive)]
     mid = FIRST_DAY + timedelta(days=DAYS // 2)
@@ -254,6 +261,8 @@ def run(args: argparse.Namespace) -> list[str]:
         f"search_number_lookup_p50_ms={lookup_ms:.1f} (--number, either side, all days; target <= 50)",
         f"search_number_lookup_new_connection_p50_ms={cold_ms:.1f} (same, each in a new connection)",
         f"search_source_lookup_p50_ms={source_ms:.1f} (--source, all days)",
+        f"search_busy_number_p50_ms={busy_ms:.1f} (--number of a voice connector's own DID, all days; "
+        f"naive query {busy_naive_ms:.1f})",
         f"search_full_scan_p50_ms={naive_ms:.1f} (naive OR query over the same files)",
         f"search_lookup_speedup={ratio:.1f} x (target >= 20)",
         f"search_one_day_duration_p50_ms={window_ms:.1f} (one day, --min-duration 600; target <= 100)",

@@ -36,6 +36,7 @@ from cdr_assets.chime.schema import LAKE_PREFIX
 INDEX_FOLDER = "_numbers"
 INDEX_ROW_GROUP_ROWS = 1024  # a lookup reads one such row group per lake file: small is cheap
 INDEX_LAYOUT = (INDEX_FOLDER, INDEX_ROW_GROUP_ROWS, 1)  # the benchmark's cache marker hashes it
+BUSY_SHARE = 4  # a number in more than 1/4 of a file's row groups is searched by a DuckDB scan
 _LAKE_SIZE = b"cdr_assets.lake_file_size"
 _LAKE_FILE = re.compile(r"/year=(\d{4})/month=(\d{2})/day=(\d{2})/(_numbers/)?([^/]+\.parquet)$")
 
@@ -176,13 +177,18 @@ def row_groups_with(fs: pafs.FileSystem, lake_file: LakeFile, number: str) -> li
 def rows_with(fs: pafs.FileSystem, lake_file: LakeFile, number: str, columns: list[str]) -> pa.Table | None:
     """``columns`` (plus the Hive day columns) of the rows of ``lake_file`` that hold ``number``
     on either side, read from the row groups its index names (no columns at all when there are
-    none); None when the file has no index that describes it (then it has to be scanned)."""
+    none); None when the file has no index that describes it, or the number is in so many of its
+    row groups that a scan is cheaper (then it has to be scanned)."""
     groups = row_groups_with(fs, lake_file, number)
     if groups is None:
         return None
     if not groups:
         return pa.table({})
     meta = _footer(fs, lake_file.info, lambda m: m)
+    if len(groups) > max(2, meta.num_row_groups // BUSY_SHARE):
+        # A busy number (a voice connector's own DID is in nearly every row group): reading those
+        # row groups here, whole and on one thread, is slower than DuckDB's parallel scan.
+        return None
     with fs.open_input_file(lake_file.info.path) as f:
         table = pq.ParquetFile(f, metadata=meta).read_row_groups(groups, columns=columns, use_threads=False)
     src, dst = (table[c] for c in NUMBER_COLUMNS)

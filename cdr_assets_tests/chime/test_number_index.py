@@ -12,10 +12,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from cdr_assets.chime import lake_layout
+from cdr_assets.chime import lake_layout, number_index
 from cdr_assets.chime.ingest import FAILPOINT_ENV, refresh_views
 from cdr_assets.chime.ledger import LAKE_VIEW
-from cdr_assets.chime.number_index import INDEX_FOLDER, index_key, list_lake_files, row_groups_with
+from cdr_assets.chime.number_index import INDEX_FOLDER, index_key, list_lake_files, row_groups_with, rows_with
 from cdr_assets.chime.schema import LAKE_PREFIX
 from cdr_assets.chime.search import SearchFilters, lake_glob, search_cdrs
 from cdr_assets.chime.stats import call_stats
@@ -148,11 +148,23 @@ def test_each_lake_file_has_its_index_committed_with_it(cdr_env, small_row_group
     conn.close()
 
 
-def test_searches_through_the_index_equal_a_full_scan(cdr_env, small_row_groups):
+@pytest.mark.parametrize(
+    "busy_share", [1, number_index.BUSY_SHARE], ids=["index-always", "busy-numbers-scanned"]
+)
+def test_searches_through_the_index_equal_a_full_scan(cdr_env, small_row_groups, monkeypatch, busy_share):
+    monkeypatch.setattr(number_index, "BUSY_SHARE", busy_share)
     _put_calls(cdr_env)
     conn = warehouse_connection(cdr_env)
     ingest_day(cdr_env, conn, DAY)
     conn.close()
+    # Which path each file takes: the index for every file, or a scan where a number is busy.
+    store = cdr_env.storage()
+    fs = store.arrow_filesystem()[0]
+    files = list_lake_files(fs, store.uri(cdr_env.lake_bucket).removeprefix("s3://"), None, None)
+    columns = ["transactionid", *lake_layout.NUMBER_COLUMNS]
+    paths = {rows_with(fs, f, NUMBERS[0], columns) is None for f in files}
+    # Each number is in most row groups: by default at least one file is scanned for it.
+    assert paths == {False} if busy_share == 1 else True in paths
     assert _assert_searches_match_a_full_scan(cdr_env) > 0
     # A number on both sides of one call is found once.
     lake = _Lake(cdr_env)
