@@ -35,7 +35,8 @@ def _open_read_only(database: str) -> duckdb.DuckDBPyConnection | None:
     for delay in (0.05, 0.2, 0.5):
         try:
             return duckdb.connect(database, read_only=True)
-        except duckdb.IOException:  # a run holds the write lock, or the file does not exist yet
+        except duckdb.Error:  # a run holds the write lock, the file does not exist yet, or this
+            # process has it open with another configuration
             time.sleep(delay)
     return None
 

@@ -233,3 +233,17 @@ def test_day_run_reports_not_ready_without_using_attempts(local_env):
     assert result.success and meta["not_ready"] == 1 and meta["failed_will_retry"] == 0
     assert "no sidecar" in meta["waiting"]
     assert _rows(local_env, "SELECT count(*) FROM recordings.unified") == [(0,)]
+
+
+def test_a_busy_warehouse_skips_the_tick_without_blocking(local_env):
+    store = local_env.storage()
+    day = datetime.now(UTC)
+    store.put(local_env.connect_bucket, f"agent-recordings/{day:%Y/%m/%d}/a/c-9.mp4", b"x")
+    instance = DagsterInstance.ephemeral()
+    assert "not created yet" in _tick(local_env, instance).skip_message  # no warehouse file yet
+    writer = duckdb.connect(str(local_env.home / "warehouse.duckdb"))  # a run holding the file
+    try:
+        tick = _tick(local_env, instance)
+    finally:
+        writer.close()
+    assert not tick.run_requests and "busy" in tick.skip_message and tick.cursor is None
