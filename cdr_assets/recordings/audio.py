@@ -107,8 +107,7 @@ def measure(path: str | Path) -> Levels:
 
 
 def _consume_wav(stream) -> tuple[int, list[float], float, int]:
-    riff = _read_exact(stream, 12)
-    if riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+    if not _is_wav(_read_exact(stream, 12)):
         raise AudioError("decoder output is not WAV")
     channels = 0
     while True:
@@ -160,17 +159,14 @@ def measure_pcm(data: bytes) -> Levels | None:
     if not fmt.startswith(f"wav/pcm_s16le/{SAMPLE_RATE}Hz/"):
         return None
     channels = int(fmt.rsplit("/", 1)[1].removesuffix("ch"))
-    pos = 12
-    while pos + 8 <= len(data):
-        chunk_id, length = struct.unpack("<4sI", data[pos : pos + 8])
-        if chunk_id == b"data":
-            end = len(data) if length in (0, 0xFFFFFFFF) else min(len(data), pos + 8 + length)
-            sums, mix_sum, frames = _accumulate(io.BytesIO(memoryview(data)[pos + 8 : end]), channels)
-            if frames == 0:
-                raise AudioError("no audio samples")
-            return Levels(channels, frames, tuple(_db(x, frames) for x in sums), _db(mix_sum, frames))
-        pos += 8 + length + (length & 1)
-    return None
+    pos, length = _find_chunk(data, b"data")
+    if length is None:
+        return None
+    end = len(data) if length in (0, 0xFFFFFFFF) else min(len(data), pos + 8 + length)
+    sums, mix_sum, frames = _accumulate(io.BytesIO(memoryview(data)[pos + 8 : end]), channels)
+    if frames == 0:
+        raise AudioError("no audio samples")
+    return Levels(channels, frames, tuple(_db(x, frames) for x in sums), _db(mix_sum, frames))
 
 
 @dataclass(frozen=True)
@@ -212,22 +208,33 @@ def verify(
     return Verdict(True, "ok")
 
 
+def _is_wav(data: bytes) -> bool:
+    return len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+
+
+def _find_chunk(data: bytes, wanted: bytes) -> tuple[int, int | None]:
+    """Walk the chunks of a RIFF/WAVE file's first bytes: (offset of the ``wanted`` chunk's header,
+    its declared length), or (offset where ``data`` ended mid-walk, None) when it is not found."""
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk_id, length = struct.unpack("<4sI", data[pos : pos + 8])
+        if chunk_id == wanted:
+            return pos, length
+        pos += 8 + length + (length & 1)
+    return pos, None
+
+
 def describe_wav(header: bytes) -> str:
     """The format of a WAV file from its first bytes, e.g. ``wav/pcm_s16le/8000Hz/2ch``."""
-    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+    if not _is_wav(header):
         return "not-wav"
-    pos = 12
-    while pos + 8 <= len(header):
-        chunk_id, size = struct.unpack("<4sI", header[pos : pos + 8])
-        if chunk_id == b"fmt " and pos + 24 <= len(header):
-            tag, channels, rate = struct.unpack("<HHI", header[pos + 8 : pos + 16])
-            bits = struct.unpack("<H", header[pos + 22 : pos + 24])[0]
-            codec = {1: f"pcm_s{bits}le", 6: "pcm_alaw", 7: "pcm_mulaw", 0x11: "adpcm_ima_wav"}.get(
-                tag, f"tag{tag}"
-            )
-            return f"wav/{codec}/{rate}Hz/{channels}ch"
-        pos += 8 + size + (size & 1)
-    return "wav/unknown"
+    pos, length = _find_chunk(header, b"fmt ")
+    if length is None or pos + 24 > len(header):
+        return "wav/unknown"
+    tag, channels, rate = struct.unpack("<HHI", header[pos + 8 : pos + 16])
+    bits = struct.unpack("<H", header[pos + 22 : pos + 24])[0]
+    codec = {1: f"pcm_s{bits}le", 6: "pcm_alaw", 7: "pcm_mulaw", 0x11: "adpcm_ima_wav"}.get(tag, f"tag{tag}")
+    return f"wav/{codec}/{rate}Hz/{channels}ch"
 
 
 def wav_truncation(header: bytes, size: int) -> str | None:
@@ -238,15 +245,12 @@ def wav_truncation(header: bytes, size: int) -> str | None:
     writers leave the length 0 or 0xFFFFFFFF (unknown): not judged. Non-WAV input: None
     (ffmpeg judges it).
     """
-    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+    if not _is_wav(header):
         return None
-    pos = 12
-    while pos + 8 <= len(header):
-        chunk_id, length = struct.unpack("<4sI", header[pos : pos + 8])
-        if chunk_id == b"data":
-            have = size - (pos + 8)
-            if length not in (0, 0xFFFFFFFF) and have < length:
-                return f"truncated WAV: {have} of {length} data bytes"
-            return None
-        pos += 8 + length + (length & 1)
-    return "WAV header without a data chunk" if pos + 8 <= size else "truncated WAV header"
+    pos, length = _find_chunk(header, b"data")
+    if length is None:
+        return "WAV header without a data chunk" if pos + 8 <= size else "truncated WAV header"
+    have = size - (pos + 8)
+    if length not in (0, 0xFFFFFFFF) and have < length:
+        return f"truncated WAV: {have} of {length} data bytes"
+    return None
