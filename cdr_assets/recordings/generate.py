@@ -177,14 +177,15 @@ def write_contact_media(
     the latter is placed so that the CTR's DisconnectTimestamp minus it lands on the call end.
     """
     rng = random.Random(seed)
-    summary = RecordingSummary()
     chosen = [c for c in contacts if rng.random() < fraction]
+    talks = [min(max_seconds, max(1.0, (c.disconnect_at - c.connected_at).total_seconds())) for c in chosen]
+    calls = [
+        Contact(c.contact_id, c.connected_at.astimezone(UTC).replace(tzinfo=None), talk)
+        for c, talk in zip(chosen, talks, strict=True)
+    ]
+    summary = write_recordings(storage, bucket, alias, calls, seed=seed)
     with tempfile.TemporaryDirectory(prefix="generate-media-") as tmp:
-        for i, c in enumerate(chosen):
-            talk = min(max_seconds, max(1.0, (c.disconnect_at - c.connected_at).total_seconds()))
-            call = wav_bytes(synth_stereo(talk, seed=seed + i))
-            started = c.connected_at.astimezone(UTC).replace(tzinfo=None)
-            storage.put(bucket, recording_key(alias, c.contact_id, started), call, content_type="audio/wav")
+        for i, (c, talk) in enumerate(zip(chosen, talks, strict=True)):
             lead = round(rng.uniform(0.5, 2.0), 3)
             after = round(min(max_after_call_seconds, max(1.0, c.after_call_seconds)), 3)
             rec_start = c.disconnect_at - timedelta(seconds=talk + lead)
@@ -199,9 +200,8 @@ def write_contact_media(
                 sidecar = {"recording_started_at": rec_start.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
             storage.put(bucket, key + ".json", orjson.dumps(sidecar), content_type="application/json")
             storage.put(bucket, key + ".mp4", video, content_type="video/mp4")
-            summary.recordings += 1
             summary.agent_recordings += 1
-            summary.bytes_written += len(call) + len(video)
+            summary.bytes_written += len(video)
     return summary
 
 

@@ -2,17 +2,14 @@
 
 import pytest
 
-from cdr_assets.recordings.audio import AudioError, measure, run_ffmpeg
+from cdr_assets.recordings.audio import AudioError, measure
+from cdr_assets.recordings.generate import agent_mp4
 from cdr_assets.recordings.unify import parse_offset, unify
 from cdr_assets_tests.recordings import media
 
 
 def _agent_mp4(path, seconds: float = 4.0) -> str:
-    run_ffmpeg([
-        "-f", "lavfi", "-i", f"testsrc=s=96x64:r=10:d={seconds}",
-        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}",
-        "-c:v", "mpeg4", "-c:a", "aac", "-shortest", str(path),
-    ])  # fmt: skip
+    agent_mp4(str(path), seconds)
     return str(path)
 
 
