@@ -138,6 +138,7 @@ def connect_ctr_staging(
             "files_listed": report.files_listed,
             "already_ingested": report.already_ingested,
             "files_in": report.files_in,
+            "files_streamed": report.files_streamed,
             "records_in": report.records_in,
             "rows_staged": report.rows_staged,
             "quarantined": report.quarantined,

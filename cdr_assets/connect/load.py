@@ -41,7 +41,7 @@ from cdr_assets.connect.warehouse import (
 from cdr_assets.storage import Storage
 
 _STATE_HASH = "md5(concat_ws('|', agent_arn, " + ", ".join(f"coalesce({c}, '')" for c in AGENT_STATE) + "))"
-_LATEST = "({0}last_update_timestamp, {0}record_hash, {0}source_key, {0}source_offset)"
+_LATEST = "({0}last_update_timestamp, {0}record_hash, {0}source_key, {0}source_record)"
 _NEWER = (
     "(nb.last_update_timestamp > f.last_update_timestamp OR (nb.last_update_timestamp = "
     "f.last_update_timestamp AND nb.record_hash > f.record_hash))"

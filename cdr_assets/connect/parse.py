@@ -1,5 +1,8 @@
 """Split a Firehose CTR file into records and flatten each into a typed row (pure code).
 
+This is staging's careful path: files DuckDB's reader (``ctr_reader``) cannot take whole come
+here, and this module's checks are the definition of a valid record.
+
 Firehose concatenates records with no delimiter (``{...}{...}``), or one per line. Records are
 read with the standard library's streaming decoder (``json.JSONDecoder.raw_decode``), value by
 value, so braces, ``}{`` and newlines inside attribute values are just string content. A file
@@ -19,7 +22,6 @@ valid CTR (no ContactId, bad timestamp, wrong type) is quarantined alone.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -167,7 +169,7 @@ def parse_file(data: bytes, source_key: str) -> Parsed:
         elif utf8_error and _ESCAPED.search(raw):
             code, reason = "invalid_utf8", utf8_error
         else:
-            invalid = flatten(value, out.rows, source_key, to_byte(start), raw)
+            invalid = flatten(value, out.rows, source_key, out.records - 1)
             if invalid is None:
                 continue
             code, _, reason = invalid.partition(": ")
@@ -227,22 +229,20 @@ class _Invalid(Exception):
 _UTC = datetime.fromisoformat("2000-01-01T00:00:00+00:00").tzinfo
 
 
-def flatten(rec: Any, rows: dict[str, list[Any]], source_key: str, offset: int, raw: str = "") -> str | None:
+def flatten(rec: Any, rows: dict[str, list[Any]], source_key: str, record_no: int) -> str | None:
     """Append ``rec`` as one row to ``rows``; return a quarantine reason instead when invalid.
 
-    ``record_hash`` hashes the record's text as delivered (``raw``; the canonical JSON when not
-    given): identical deliveries hash alike, and equal timestamps are broken the same way in
-    every arrival order."""
+    ``record_no`` is the record's position among the values of its file. ``record_hash`` is left
+    empty: ``ctr_reader.finish`` sets it, for the rows of both staging paths alike."""
     if not isinstance(rec, dict):
         return f"bad_record: top-level value is {type(rec).__name__}, not an object"
     try:
         row = _row(rec)
     except _Invalid as exc:
         return str(exc)
-    data = raw.encode("utf-8", "surrogateescape") if raw else orjson.dumps(rec, option=orjson.OPT_SORT_KEYS)
-    row["record_hash"] = hashlib.blake2b(data, digest_size=12).hexdigest()
+    row["record_hash"] = None
     row["source_key"] = source_key
-    row["source_offset"] = offset
+    row["source_record"] = record_no
     for name, value in row.items():
         rows[name].append(value)
     return None
@@ -318,7 +318,7 @@ def _row(rec: dict[str, Any]) -> dict[str, Any]:
         "recording_status": _str(recording.get("Status"), "Recording.Status"),
         "with_voice_mail": location is not None,
         "customer_intent": _str(attributes.get("Intent"), "Attributes.Intent"),
-        "attributes": orjson.dumps(attributes, option=orjson.OPT_SORT_KEYS).decode() if attributes else None,
+        "attributes": orjson.dumps(attributes).decode() if attributes else None,  # normalised in finish
     }
     for level, arn_col, name_col in _LEVELS:
         group = groups.get(level)

@@ -68,9 +68,9 @@ STAGED_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("with_voice_mail", pa.bool_()),  # the reference's name for "a recording exists"
     ("customer_intent", pa.string()),  # Attributes.Intent
     ("attributes", pa.string()),  # the Attributes map as a JSON object
-    ("record_hash", pa.string()),  # of the canonical record: tie-break between equal timestamps
+    ("record_hash", pa.string()),  # of the staged values (ctr_reader.finish): tie-break for equal timestamps
     ("source_key", pa.string()),
-    ("source_offset", pa.int64()),  # byte offset of the record in its file
+    ("source_record", pa.int64()),  # the record's position among the values of its file, from 0
 )
 STAGED_SCHEMA = pa.schema([pa.field(n, t) for n, t in STAGED_COLUMNS])
 STAGED_NAMES = tuple(n for n, _ in STAGED_COLUMNS)

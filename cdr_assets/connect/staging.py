@@ -11,26 +11,35 @@ the whole day again and replaces the partition's files; ``incremental`` (the sen
 reads only files the ledger has not seen. Files are registered ``pending`` in
 ``connect.lake_files`` (the CDR lake's bookkeeping table, same states and cleanup), written
 (atomic puts), and committed with the ledger rows in one DuckDB transaction.
+
+Files are read by DuckDB's JSON reader (``ctr_reader``) when it can take them whole, and by the
+streaming decoder (``parse``, in worker processes) otherwise: files with a malformed or invalid
+record, gzip files DuckDB failed on, files that vanished. The report counts the latter
+(``files_streamed``). Staged rows are in ``STAGED_ORDER`` (initiation time first).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import partial
+from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cdr_assets.chime.ingest import KeyRange, batch_id, list_range
 from cdr_assets.chime.ledger import LAKE_FILES_DDL, files_in_state, known_keys, remove_files
+from cdr_assets.connect.ctr_reader import finish, read_ctr_files
 from cdr_assets.connect.parse import parse_file
 from cdr_assets.connect.schema import (
     QUARANTINE_SCHEMA,
@@ -45,6 +54,7 @@ from cdr_assets.storage import ObjectInfo, ObjectNotFound, Storage
 SCHEMA = "connect"
 CHUNK_FILES = 16
 S3_READ_THREADS = 8
+GZIP_MAGIC = b"\x1f\x8b"
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS connect;
@@ -71,6 +81,7 @@ class StagingReport:
     files_listed: int = 0
     already_ingested: int = 0
     files_in: int = 0
+    files_streamed: int = 0  # of files_in, read by the streaming decoder (DuckDB's reader took the rest)
     records_in: int = 0
     rows_staged: int = 0
     quarantined: int = 0
@@ -92,6 +103,7 @@ class ReadResult:
     quarantine: pa.Table
     per_file: list[tuple[str, int, int, int]]  # key, records, staged, quarantined
     bytes_read: int = 0
+    streamed: int = 0  # files read by the streaming decoder
 
 
 def full_day_ranges(ctr_prefix: str, day: date) -> list[KeyRange]:
@@ -135,21 +147,81 @@ def read_chunk(storage: Storage, bucket: str, keys: Sequence[str], delivery_day:
 
 
 def read_files(
-    storage: Storage, bucket: str, keys: Sequence[str], delivery_day: date, *, workers: int | None = None
+    storage: Storage,
+    conn: duckdb.DuckDBPyConnection,
+    bucket: str,
+    keys: Sequence[str],
+    delivery_day: date,
+    *,
+    workers: int | None = None,
 ) -> ReadResult:
+    """DuckDB's reader for the files it reads whole, the streaming decoder for the rest; rows
+    finished (``record_hash``) and in ``STAGED_ORDER``."""
+    with tempfile.TemporaryDirectory(prefix="ctr-") as scratch:
+        located, slow_keys = _locate(storage, bucket, keys, Path(scratch))
+        fast_rows, per_file, nbytes = [], [], 0
+        for gz in (False, True):
+            paths = {path: key for path, (key, is_gz, _) in located.items() if is_gz == gz}
+            if not paths:
+                continue
+            fast = read_ctr_files(conn, list(paths), gzip=gz)
+            slow_keys += [paths[p] for p in fast.rejected]
+            per_file += [(paths[p], n, n, 0) for p, n in fast.records.items()]
+            nbytes += sum(located[p][2] for p in fast.records)
+            fast_rows.append(_with_keys(fast.rows, paths))
     parts = map_chunks(
         partial(read_chunk, storage, bucket, delivery_day=delivery_day),
-        keys,
+        sorted(slow_keys),
         chunk_size=CHUNK_FILES,
         workers=workers or os.cpu_count() or 1,
         serial_up_to=3,
     )
+    rows = pa.concat_tables([*fast_rows, *(p.rows for p in parts)]) if fast_rows or parts else None
+    rows = finish(conn, rows if rows is not None else STAGED_SCHEMA.empty_table())
     return ReadResult(
-        pa.concat_tables([p.rows for p in parts]) if parts else STAGED_SCHEMA.empty_table(),
+        rows,
         pa.concat_tables([p.quarantine for p in parts]) if parts else QUARANTINE_SCHEMA.empty_table(),
-        [f for p in parts for f in p.per_file],
-        sum(p.bytes_read for p in parts),
+        sorted(per_file + [f for p in parts for f in p.per_file]),
+        nbytes + sum(p.bytes_read for p in parts),
+        len(slow_keys),
     )
+
+
+def _locate(
+    storage: Storage, bucket: str, keys: Sequence[str], scratch: Path
+) -> tuple[dict[str, tuple[str, bool, int]], list[str]]:
+    """Local paths DuckDB can read (path -> key, gzip?, size): the files themselves in local mode,
+    downloads into ``scratch`` (on threads) from S3. Keys that vanished are returned apart."""
+    if storage.mode == "local":
+        located = {}
+        for key in keys:
+            path = storage.uri(bucket, key)
+            try:
+                with open(path, "rb") as f:
+                    located[path] = (key, f.read(2) == GZIP_MAGIC, os.fstat(f.fileno()).st_size)
+            except FileNotFoundError:
+                pass  # the streaming path records it as vanished
+        return located, [k for k in keys if storage.uri(bucket, k) not in located]
+
+    def download(item: tuple[int, str]) -> tuple[str, str, bool, int] | None:
+        data = _fetch(storage, bucket, item[1])
+        if data is None:
+            return None
+        path = str(scratch / f"{item[0]:06d}")
+        Path(path).write_bytes(data)
+        return path, item[1], data[:2] == GZIP_MAGIC, len(data)
+
+    got = fetch_all(storage, download, list(enumerate(keys)), threads=S3_READ_THREADS)
+    located = {g[0]: (g[1], g[2], g[3]) for g in got if g is not None}
+    return located, [k for k, g in zip(keys, got, strict=True) if g is None]
+
+
+def _with_keys(rows: pa.Table, keys: dict[str, str]) -> pa.Table:
+    """``source_key`` from the path DuckDB read back to the object key."""
+    paths = rows["source_key"].combine_chunks().dictionary_encode()
+    mapped = pa.array([keys[p] for p in paths.dictionary.to_pylist()], pa.string())
+    column = pa.DictionaryArray.from_arrays(paths.indices, mapped).cast(pa.string())
+    return rows.set_column(rows.schema.get_field_index("source_key"), "source_key", column)
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -191,16 +263,18 @@ def stage_delivery_day(
         report.seconds = time.perf_counter() - t0
         return report
 
-    result = read_files(storage, connect_bucket, keys, delivery_day, workers=workers)
+    result = read_files(storage, conn, connect_bucket, keys, delivery_day, workers=workers)
     report.bytes_read = result.bytes_read
+    report.files_streamed = result.streamed
     report.batch_id = batch_id(report.mode, keys)
     rows = result.rows
-    init_day = pc.cast(rows["initiation_timestamp"], pa.date32())
-
+    # Rows come in initiation order: each initiation day is one slice.
+    init_day = pc.cast(rows["initiation_timestamp"], pa.date32()).to_numpy()
+    starts = np.flatnonzero(np.r_[True, init_day[1:] != init_day[:-1]]) if len(init_day) else []
     planned: list[tuple[str, str, date | None, pa.Table]] = []
-    for day in sorted(set(init_day.to_pylist())):
-        part = rows.filter(pc.equal(init_day, pa.scalar(day, pa.date32())))
-        part = part.sort_by([("initiation_timestamp", "ascending"), ("contact_id", "ascending")])
+    for start, end in zip(starts, [*starts[1:], len(init_day)], strict=True):
+        day = init_day[start].item()
+        part = rows.slice(start, end - start)
         planned.append(("ctrs", staged_file_key(day, delivery_day, report.batch_id), day, part))
     if result.quarantine.num_rows:
         planned.append(

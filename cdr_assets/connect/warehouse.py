@@ -36,7 +36,7 @@ AGENT_STATE = ["routing_profile_arn", "routing_profile_name"] + [
 ]
 # Staged columns that live in dimensions instead of the fact.
 _DIM_ONLY = {*AGENT_STATE, "queue_name", "customer_endpoint_type", "customer_endpoint_address"}
-FACT_STAGED = [n for n in STAGED_NAMES if n not in _DIM_ONLY and n != "source_offset"]
+FACT_STAGED = [n for n in STAGED_NAMES if n not in _DIM_ONLY and n != "source_record"]
 
 # The reference ``ctrrecord`` table's columns -> fact_contact columns.
 REFERENCE_COLUMNS = {

@@ -25,7 +25,6 @@ def test_real_samples_parse():
         "2022-01-11 03:41:32",
         "2022-01-11 04:09:47",
     }
-    assert len(set(parsed.rows["record_hash"])) == 3  # exact duplicates hash alike
     single = parse_file((SAMPLES / "connect_ctr_sample_single.json").read_bytes(), "k")
     assert single.row_count == 1
     row = {k: v[0] for k, v in single.rows.items()}
@@ -83,13 +82,13 @@ def test_json_array_delivery_and_gzip():
     assert parse_file(gzip.compress(concatenated([ctr("z1", T)])), "k").rows["contact_id"] == ["z1"]
 
 
-def test_byte_offsets_with_non_ascii_and_bad_utf8():
+def test_positions_and_byte_offsets_with_non_ascii_and_bad_utf8():
     first = concatenated([ctr("é1", T, attributes={"name": "Zoë"})])
     data = first + b"\xff\xfe" + concatenated([ctr("e2", T)])
     parsed = parse_file(data, "k")
     assert parsed.rows["contact_id"] == ["é1", "e2"]
-    assert parsed.rows["source_offset"] == [0, len(first) + 2]  # bytes, not characters
-    assert [b.code for b in parsed.bad] == ["invalid_json"] and parsed.bad[0].offset == len(first)
+    assert parsed.rows["source_record"] == [0, 2]  # positions among the file's values
+    assert [b.code for b in parsed.bad] == ["invalid_json"] and parsed.bad[0].offset == len(first)  # bytes
     assert parsed.bad[0].raw == b"\xff\xfe"
     inside = concatenated([ctr("u1", T, attributes={"x": "AB"})]).replace(b"AB", b"A\xffB")
     parsed = parse_file(inside + concatenated([ctr("u2", T)]), "k")

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import duckdb
 import pyarrow as pa
 
+from cdr_assets.connect.ctr_reader import finish
 from cdr_assets.connect.load import load_staged
 from cdr_assets.connect.parse import parse_file
 from cdr_assets.connect.quality import DURATION_SQL, FOREIGN_KEY_SQL, ORDER_SQL, UNIQUE_SQL, run_check
@@ -28,7 +29,7 @@ T = datetime(2026, 3, 1, 9, 0, 0)
 def _load(conn: duckdb.DuckDBPyConnection, records: list[dict]) -> LoadReport:
     parsed = parse_file(concatenated(records), "k")
     assert not parsed.bad
-    conn.register("batch", pa.table(parsed.rows, schema=STAGED_SCHEMA))
+    conn.register("batch", finish(conn, pa.table(parsed.rows, schema=STAGED_SCHEMA)))
     report = LoadReport(None)
     load_staged(conn, "batch", report)
     conn.unregister("batch")
@@ -214,9 +215,7 @@ def _random_history(seed: int) -> list[dict]:
             if rng.random() < 0.5:
                 at = T + timedelta(seconds=rng.randrange(8))
                 agent, profile = rng.choice(agents), rng.choice(profiles)
-            records.append(
-                ctr(f"c{i:02d}", at, agent=agent, profile=profile, updated=T + timedelta(hours=2))
-            )
+            records.append(ctr(f"c{i:02d}", at, agent=agent, profile=profile, updated=T + timedelta(hours=2)))
     return records
 
 

@@ -1,0 +1,306 @@
+"""Read Firehose CTR files with DuckDB's JSON reader and flatten them in SQL (pure code: no Dagster).
+
+This is staging's fast path. DuckDB parses the files (concatenated or newline-separated
+objects, with a real JSON parser, several files at a time) and one SQL statement flattens the
+records into the staged columns. A file is staged this way only when DuckDB reads all of it and
+every one of its records passes the same checks as ``parse.flatten``; any other file is
+*rejected* here, and staging reads it with the streaming decoder (``parse.parse_file``), which
+quarantines bad records one by one with their byte offsets and keeps the good ones. So a file's
+rows do not depend on the path that read it; a test checks that both paths give identical rows.
+
+DuckDB's casts are lenient (a number in a string field becomes its digits, ``3.7`` in an
+integer field ``4``), so the checks lean the other way: numbers (and the all-digit account id)
+are read as JSON text and must be plain non-negative integers; a string field whose text looks
+like what DuckDB writes for a number, boolean, object or array is left to ``flatten``, which can
+tell them apart; timestamps must have the CTR form. Leaving a file to the decoder only costs
+time (its checks are the definition), while accepting one it would judge otherwise would make
+rows depend on the path; the tests try each kind of odd value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from cdr_assets.connect.schema import STAGED_NAMES, STAGED_SCHEMA
+
+READ_BATCH_FILES = 64  # files per read_json call: a file DuckDB cannot read costs a re-read of its batch
+
+_EP = ("Type", "Address")
+_LEVELS = tuple(f"Level{n}" for n in range(1, 6))
+# The JSON shape read: objects become STRUCTs; a leaf's type comes from its kind in FIELDS
+# (``_LEAF_TYPES``), and leaves that are no field (Attributes, Recordings) stay JSON.
+SHAPE: dict = {
+    **{
+        k: "JSON"
+        for k in (
+            "ContactId",
+            "InitialContactId",
+            "PreviousContactId",
+            "NextContactId",
+            "AWSAccountId",
+            "InstanceARN",
+            "AWSContactTraceRecordFormatVersion",
+            "Channel",
+            "InitiationMethod",
+            "InitiationTimestamp",
+            "ConnectedToSystemTimestamp",
+            "DisconnectTimestamp",
+            "LastUpdateTimestamp",
+            "TransferCompletedTimestamp",
+            "DisconnectReason",
+            "AgentConnectionAttempts",
+            "Attributes",
+            "Recordings",
+        )
+    },
+    "CustomerEndpoint": dict.fromkeys(_EP, "JSON"),
+    "SystemEndpoint": dict.fromkeys(_EP, "JSON"),
+    "TransferredToEndpoint": dict.fromkeys(_EP, "JSON"),
+    "Agent": {
+        **dict.fromkeys(
+            (
+                "ARN",
+                "Username",
+                "ConnectedToAgentTimestamp",
+                "AgentInteractionDuration",
+                "CustomerHoldDuration",
+                "LongestHoldDuration",
+                "NumberOfHolds",
+                "AfterContactWorkDuration",
+                "AfterContactWorkStartTimestamp",
+                "AfterContactWorkEndTimestamp",
+            ),
+            "JSON",
+        ),
+        "RoutingProfile": {"ARN": "JSON", "Name": "JSON"},
+        "HierarchyGroups": {level: {"ARN": "JSON", "GroupName": "JSON"} for level in _LEVELS},
+    },
+    "Queue": dict.fromkeys(("ARN", "Name", "EnqueueTimestamp", "DequeueTimestamp", "Duration"), "JSON"),
+    "Recording": {"Location": "JSON", "Status": "JSON"},
+}
+
+# Staged column -> (kind, JSON path). The paths are those ``parse._row`` reads.
+FIELDS: dict[str, tuple[str, str]] = {
+    "contact_id": ("str", "ContactId"),
+    "initial_contact_id": ("str", "InitialContactId"),
+    "previous_contact_id": ("str", "PreviousContactId"),
+    "next_contact_id": ("str", "NextContactId"),
+    "aws_account_id": ("digits", "AWSAccountId"),  # a string of digits: read as JSON to see the quotes
+    "instance_arn": ("str", "InstanceARN"),
+    "format_version": ("str", "AWSContactTraceRecordFormatVersion"),
+    "channel": ("str", "Channel"),
+    "initiation_method": ("str", "InitiationMethod"),
+    "initiation_timestamp": ("ts", "InitiationTimestamp"),
+    "connected_to_system_timestamp": ("ts", "ConnectedToSystemTimestamp"),
+    "disconnect_timestamp": ("ts", "DisconnectTimestamp"),
+    "last_update_timestamp": ("ts", "LastUpdateTimestamp"),
+    "transfer_completed_timestamp": ("ts", "TransferCompletedTimestamp"),
+    "disconnect_reason": ("str", "DisconnectReason"),
+    "agent_connection_attempts": ("int", "AgentConnectionAttempts"),
+    "customer_endpoint_type": ("str", "CustomerEndpoint.Type"),
+    "customer_endpoint_address": ("str", "CustomerEndpoint.Address"),
+    "system_endpoint_type": ("str", "SystemEndpoint.Type"),
+    "system_endpoint_address": ("str", "SystemEndpoint.Address"),
+    "transferred_to_endpoint_type": ("str", "TransferredToEndpoint.Type"),
+    "transferred_to_endpoint_address": ("str", "TransferredToEndpoint.Address"),
+    "agent_arn": ("str", "Agent.ARN"),
+    "agent_username": ("str", "Agent.Username"),
+    "connected_to_agent_timestamp": ("ts", "Agent.ConnectedToAgentTimestamp"),
+    "agent_interaction_duration": ("int", "Agent.AgentInteractionDuration"),
+    "customer_hold_duration": ("int", "Agent.CustomerHoldDuration"),
+    "longest_hold_duration": ("int", "Agent.LongestHoldDuration"),
+    "number_of_holds": ("int", "Agent.NumberOfHolds"),
+    "acw_duration": ("int", "Agent.AfterContactWorkDuration"),
+    "acw_start_timestamp": ("ts", "Agent.AfterContactWorkStartTimestamp"),
+    "acw_end_timestamp": ("ts", "Agent.AfterContactWorkEndTimestamp"),
+    "routing_profile_arn": ("str", "Agent.RoutingProfile.ARN"),
+    "routing_profile_name": ("str", "Agent.RoutingProfile.Name"),
+    **{
+        f"hierarchy_l{n}_{part}": ("str", f"Agent.HierarchyGroups.Level{n}.{key}")
+        for n in range(1, 6)
+        for part, key in (("arn", "ARN"), ("name", "GroupName"))
+    },
+    "queue_arn": ("str", "Queue.ARN"),
+    "queue_name": ("str", "Queue.Name"),
+    "enqueue_timestamp": ("ts", "Queue.EnqueueTimestamp"),
+    "dequeue_timestamp": ("ts", "Queue.DequeueTimestamp"),
+    "queue_duration": ("int", "Queue.Duration"),
+    "recording_location": ("str", "Recording.Location"),
+    "recording_status": ("str", "Recording.Status"),
+    "customer_intent": ("intent", "Attributes"),  # Attributes.Intent, checked with the Attributes
+}
+_LEAF_TYPES = {"str": "VARCHAR", "ts": "VARCHAR", "int": "JSON", "digits": "JSON"}
+_KIND_OF_PATH = {path: kind for kind, path in FIELDS.values()}
+
+
+def _struct_type(shape: dict, prefix: str = "") -> str:
+    return "STRUCT(%s)" % ", ".join(f'"{k}" {_type(v, prefix + k)}' for k, v in shape.items())  # noqa: UP031
+
+
+def _type(leaf: str | dict, path: str) -> str:
+    if isinstance(leaf, dict):
+        return _struct_type(leaf, path + ".")
+    return _LEAF_TYPES.get(_KIND_OF_PATH.get(path, ""), "JSON")
+
+
+COLUMNS_ARG = "{%s}" % ", ".join(f"'{k}': '{_type(v, k)}'" for k, v in SHAPE.items())  # noqa: UP031
+# What DuckDB writes when it casts a JSON number, boolean, object or array to VARCHAR. A string
+# that looks like one is left to flatten, which tells them apart (and refuses the non-strings).
+_NOT_STRING = r"(?s)-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?|true|false|[\[{].*"
+
+
+def _leaf(kind: str, v: str) -> tuple[str, str]:
+    """SQL for "``flatten`` takes this leaf as it is", and for its value."""
+    if kind == "intent":
+        return "true", f"json_extract_string({v}, '$.Intent')"  # checked with the Attributes
+    if kind == "digits":
+        unquoted = f"CASE WHEN contains({v}, '\\') THEN {v} ->> '$' ELSE {v}[2:-2] END"
+        return f"({v} IS NULL OR left({v}, 1) = '\"')", unquoted
+    if kind == "str":
+        return f"({v} IS NULL OR NOT regexp_full_match({v}, '{_NOT_STRING}'))", v
+    if kind == "int":  # flatten also takes floats (truncated) and refuses negatives: left to it
+        return f"({v} IS NULL OR regexp_full_match({v}, '[0-9]{{1,18}}'))", f"CAST({v} AS BIGINT)"
+    # The CTR form only (a number cast to text never has it); flatten parses the other ISO forms.
+    value = f"try_strptime(NULLIF({v}, ''), '%Y-%m-%dT%H:%M:%SZ')"  # DuckDB computes it once for both
+    return f"({v} IS NULL OR {v} = '' OR (length({v}) = 20 AND {value} IS NOT NULL))", value
+
+
+def _select() -> str:
+    checks, values = [], []
+    for name, (kind, path) in FIELDS.items():
+        ok, value = _leaf(kind, path)
+        checks.append(ok)
+        values.append(f"{value} AS {name}")
+    checks += [
+        "ContactId <> ''",
+        "InitiationTimestamp <> ''",
+        "LastUpdateTimestamp <> ''",
+        # flatten takes the first Recordings[].Location when Recording has none: left to it.
+        "(Recording.Location IS NOT NULL OR Recordings IS NULL OR Recordings = '[]')",
+        "(Attributes IS NULL OR json_type(Attributes) = 'OBJECT')",
+        "coalesce(json_type(Attributes, '$.Intent'), 'NULL') IN ('VARCHAR', 'NULL')",
+        # A repeated key: flatten (a dict) keeps the last, DuckDB's text keeps both.
+        "(Attributes IS NULL OR len(json_keys(Attributes)) = len(list_distinct(json_keys(Attributes))))",
+    ]
+    return (
+        f"SELECT {', '.join(values)}, "
+        "Recording.Location IS NOT NULL AS with_voice_mail, "
+        # Absent or empty -> NULL, as flatten writes it; the text is normalised in ``finish``.
+        "CASE WHEN Attributes <> '{}' THEN CAST(Attributes AS VARCHAR) END AS attributes, "
+        f"filename AS source_key, coalesce({' AND '.join(checks)}, false) AS ok "
+        f"FROM read_json($paths, format = 'unstructured', columns = {COLUMNS_ARG}, "
+        "compression = $compression, filename = true)"
+    )
+
+
+READ_SQL = _select()
+
+
+@dataclass
+class ReaderResult:
+    rows: pa.Table  # staged columns but record_hash (see ``finish``), in file order, then record order
+    records: dict[str, int] = field(default_factory=dict)  # path -> records, for the files read here
+    rejected: dict[str, str] = field(default_factory=dict)  # path -> why it is left to the streaming decoder
+
+
+_FILE_IN_ERROR = re.compile(r'(?:file|pattern) "([^"]+)"')
+
+
+def read_ctr_files(
+    conn: duckdb.DuckDBPyConnection, paths: Sequence[str], *, gzip: bool = False
+) -> ReaderResult:
+    """Read and flatten the files at ``paths`` (local files or URIs DuckDB can open; all gzip or
+    all plain) that DuckDB reads whole; the others are in ``rejected``."""
+    out = ReaderResult(STAGED_SCHEMA.empty_table())
+    compression = "gzip" if gzip else "uncompressed"
+    tables = []
+    for i in range(0, len(paths), READ_BATCH_FILES):
+        table = _read_batch(conn, compression, list(paths[i : i + READ_BATCH_FILES]), out)
+        if table is not None:
+            tables.append(table)
+    if tables:
+        out.rows = pa.concat_tables(tables)
+    return out
+
+
+def _read_batch(
+    conn: duckdb.DuckDBPyConnection, compression: str, paths: list[str], out: ReaderResult
+) -> pa.Table | None:
+    while paths:
+        try:
+            raw = conn.execute(READ_SQL, {"paths": paths, "compression": compression}).fetch_arrow_table()
+        except duckdb.Error as exc:
+            # DuckDB names the file it failed on: leave that one to the streaming decoder, retry the rest.
+            found = _FILE_IN_ERROR.search(str(exc))
+            culprit = found.group(1) if found and found.group(1) in paths else None
+            if culprit is None:
+                if len(paths) == 1:
+                    culprit = paths[0]
+                else:  # cannot tell which: one at a time
+                    parts = [_read_batch(conn, compression, [p], out) for p in paths]
+                    kept = [t for t in parts if t is not None]
+                    return pa.concat_tables(kept) if kept else None
+            out.rejected[culprit] = str(exc).splitlines()[0]
+            paths.remove(culprit)
+            continue
+        return _keep_whole_files(raw, paths, out)
+    return None
+
+
+def _keep_whole_files(raw: pa.Table, paths: list[str], out: ReaderResult) -> pa.Table:
+    keys = raw["source_key"].combine_chunks().dictionary_encode()
+    codes = keys.indices.to_numpy()
+    names = keys.dictionary.to_pylist()
+    # Rows arrive in file order, then record order (DuckDB keeps insertion order): runs of one file.
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else np.array([], int)
+    if len(starts) != len(names):
+        raise RuntimeError("DuckDB returned the records of a file out of order; cannot number them")
+    lengths = np.diff(np.r_[starts, len(codes)])
+    ok = raw["ok"].combine_chunks().to_numpy(zero_copy_only=False)
+    keep = np.ones(len(codes), bool)
+    counted = dict.fromkeys(paths, 0)  # a file without records (empty) is read whole too
+    for code, start, length in zip(codes[starts], starts, lengths, strict=True):
+        path = names[code]
+        if ok[start : start + length].all():
+            counted[path] = int(length)
+        else:
+            out.rejected[path] = "a record needs the streaming decoder's checks"
+            keep[start : start + length] = False
+            del counted[path]
+    out.records.update(counted)
+    record_no = np.arange(len(codes)) - np.repeat(starts, lengths)
+    table = raw.drop_columns(["ok"]).append_column("source_record", pa.array(record_no, pa.int64()))
+    table = table.filter(pa.array(keep))
+    table = table.append_column("record_hash", pa.nulls(table.num_rows, pa.string()))
+    return table.select(list(STAGED_NAMES)).cast(STAGED_SCHEMA)
+
+
+# Every staged value but the row's provenance: the same record hashes alike from any file.
+ROW_HASHED = [n for n in STAGED_NAMES if n not in ("record_hash", "source_key", "source_record")]
+_HASHED = ", ".join(f"coalesce(CAST({c} AS VARCHAR), chr(30))" for c in ROW_HASHED)
+STAGED_ORDER = ("initiation_timestamp", "contact_id", "source_key", "source_record")
+
+
+def finish(conn: duckdb.DuckDBPyConnection, rows: pa.Table) -> pa.Table:
+    """Rows of both staging paths made alike and put in ``STAGED_ORDER``: ``attributes`` through one
+    JSON serializer, and ``record_hash`` set, a hash of the staged values. Identical deliveries hash
+    alike whichever path read them, so equal timestamps are broken the same way in every order."""
+    conn.register("finish_rows", rows)
+    try:
+        return (
+            conn.execute(
+                f"SELECT * REPLACE (md5(concat_ws(chr(31), {_HASHED})) AS record_hash) FROM ("
+                "SELECT * REPLACE (CAST(json(attributes) AS VARCHAR) AS attributes) FROM finish_rows) "
+                f"ORDER BY {', '.join(STAGED_ORDER)}"
+            )
+            .fetch_arrow_table()
+            .cast(STAGED_SCHEMA)
+        )
+    finally:
+        conn.unregister("finish_rows")

@@ -1,0 +1,173 @@
+"""Staging's two paths agree: DuckDB's reader takes a file only when the streaming decoder would
+stage every record of it the same way; every other file is left to the decoder."""
+
+import copy
+import gzip
+import json
+from datetime import date, datetime
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from cdr_assets.connect.ctr_reader import finish, read_ctr_files
+from cdr_assets.connect.generate import generate_ctrs
+from cdr_assets.connect.parse import parse_file
+from cdr_assets.connect.schema import STAGED_SCHEMA
+from cdr_assets.connect.staging import read_files
+from cdr_assets.storage import LocalStorage
+from cdr_assets_tests.conftest import SAMPLES
+from cdr_assets_tests.connect.factory import concatenated, ctr, firehose_key
+
+T = datetime(2026, 3, 1, 9, 0, 0)
+DAY = date(2026, 3, 1)
+
+
+def _streamed(conn: duckdb.DuckDBPyConnection, files: dict[str, bytes]) -> tuple[pa.Table, list]:
+    """The reference: every file through the streaming decoder."""
+    tables, bad = [], []
+    for key, data in files.items():
+        parsed = parse_file(data, key)
+        tables.append(pa.table(parsed.rows, schema=STAGED_SCHEMA))
+        bad += [(key, b.offset, b.code) for b in parsed.bad]
+    return finish(conn, pa.concat_tables(tables)), sorted(bad)
+
+
+def _both(tmp_path, files: dict[str, bytes]):
+    store = LocalStorage(tmp_path / "store")
+    store.ensure_bucket("c")
+    for key, data in files.items():
+        store.put("c", key, data)
+    conn = duckdb.connect()
+    staged = read_files(store, conn, "c", sorted(files), DAY, workers=1)
+    bad = sorted(
+        (k, o, c)
+        for k, o, c, *_ in zip(
+            *(staged.quarantine[n].to_pylist() for n in ("source_key", "source_offset", "reason_code")),
+            strict=True,
+        )
+    )
+    return staged, bad, _streamed(conn, files)
+
+
+def _odd_values() -> dict[str, dict]:
+    """One record each that the reader must not stage on its own judgement."""
+
+    def edit(path: str, value) -> dict:
+        rec = ctr("odd", T, queue="Support")
+        *parents, leaf = path.split(".")
+        node = rec
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+        return rec
+
+    cases = {
+        "number in a string field": edit("Channel", 5),
+        "account id as a number": edit("AWSAccountId", 123456789012),
+        "digits in a string field": edit("Agent.Username", "12345"),  # a real string, but looks numeric
+        "object in a string field": edit("Queue.Name", {"x": 1}),
+        "boolean in a string field": edit("DisconnectReason", True),
+        "numeric string in a number field": edit("Agent.AgentInteractionDuration", "12"),
+        "float in a number field": edit("Agent.AgentInteractionDuration", 3.7),
+        "boolean in a number field": edit("Queue.Duration", True),
+        "negative duration": edit("Agent.CustomerHoldDuration", -3),
+        "offset timestamp": edit("InitiationTimestamp", "2026-03-01T10:00:00+01:00"),
+        "fractional timestamp": edit("DisconnectTimestamp", "2026-03-01T10:00:00.250Z"),
+        "short timestamp": edit("DisconnectTimestamp", "2026-3-01T10:00:00Z"),
+        "timestamp hour 24": edit("DisconnectTimestamp", "2026-03-01T24:00:00Z"),
+        "not a timestamp": edit("InitiationTimestamp", "yesterday"),
+        "number as timestamp": edit("LastUpdateTimestamp", 1767225600),
+        "no contact id": edit("ContactId", None),
+        "empty contact id": edit("ContactId", ""),
+        "agent is a string": edit("Agent", "alice"),
+        "attributes are a list": edit("Attributes", ["a"]),
+        "intent is a number": edit("Attributes", {"Intent": 7}),
+        "recording only in Recordings": edit("Recordings", [{"Location": "b/k.wav"}]),
+        "hierarchy level is a string": edit("Agent.HierarchyGroups.Level2", "x"),
+    }
+    return cases
+
+
+@pytest.mark.parametrize("case", sorted(_odd_values()))
+def test_an_odd_record_sends_its_file_to_the_streaming_decoder(tmp_path, case):
+    odd = _odd_values()[case]
+    files = {
+        firehose_key(T, suffix="a"): concatenated([ctr("g1", T), odd, ctr("g2", T)]),
+        firehose_key(T, suffix="b"): concatenated([ctr("g3", T), ctr("g4", T)], "\n"),
+    }
+    staged, bad, (reference, reference_bad) = _both(tmp_path, files)
+    assert staged.streamed == 1, "the odd file, and only it, is read by the streaming decoder"
+    assert staged.rows.equals(reference) and bad == reference_bad
+
+
+def test_generated_files_are_read_by_duckdb_exactly_as_the_decoder_reads_them(tmp_path):
+    store = LocalStorage(tmp_path / "gen")
+    store.ensure_bucket("c")
+    generate_ctrs(store, "c", contacts=600, days=1, start=DAY, seed=5, records_per_file=50)
+    keys = sorted(o.key for o in store.list_objects("c", "ctr/"))
+    files = {k: store.get("c", k) for k in keys}
+    staged, bad, (reference, _) = _both(tmp_path, files)
+    assert staged.streamed == 0 and not bad
+    assert staged.rows.equals(reference)
+    assert staged.rows.num_rows == sum(f[2] for f in staged.per_file) > 600
+
+
+def test_tricky_but_valid_records_stay_on_the_fast_path(tmp_path):
+    tricky = ctr(
+        "t1",
+        T,
+        attributes={
+            "note": 'a}{"ContactId":"fake"}{b',
+            "multi": "line1\nline2}\n{",
+            "ctl": "tab\there\u0001",
+            "uni": "Zoë — 日本 🎧",
+            "quote": 'say "hi" \\ back',
+            "Intent": "billing",
+        },
+    )
+    nested = ctr("t2", T, attributes={"Intent": None, "deep": {"b": [1, 2.5, True], "a": None}})
+    sparse = ctr("t3", T, agent=None, queue=None)
+    sparse["CustomerEndpoint"] = None
+    nulls = copy.deepcopy(ctr("t4", T))
+    nulls["Agent"]["HierarchyGroups"] = None
+    nulls["DisconnectTimestamp"] = ""
+    files = {
+        firehose_key(T, suffix="a"): concatenated([tricky, nested], ""),
+        firehose_key(T, suffix="b"): concatenated([sparse, nulls], "\r\n"),
+        firehose_key(T, suffix="c"): "".join(json.dumps(r, indent=2) for r in (tricky, sparse)).encode(),
+        firehose_key(T, suffix="d"): b"",
+        firehose_key(T, suffix="e"): gzip.compress(concatenated([ctr("z1", T)], "\n")),
+    }
+    staged, bad, (reference, _) = _both(tmp_path, files)
+    assert staged.streamed == 0 and not bad
+    assert staged.rows.equals(reference)
+    assert staged.rows.filter(pa.compute.equal(staged.rows["contact_id"], "t1"))["customer_intent"][
+        0
+    ].as_py() == ("billing")
+
+
+def test_malformed_files_do_not_stop_their_batch(tmp_path):
+    good = [concatenated([ctr(f"g{i}", T)]) for i in range(5)]
+    files = {firehose_key(T, suffix=str(i)): data for i, data in enumerate(good)}
+    files[firehose_key(T, suffix="t")] = good[0][:40] + good[1]  # truncated, then a good record
+    files[firehose_key(T, suffix="u")] = good[2].replace(b"g2", b"g\xff2")  # invalid UTF-8
+    files[firehose_key(T, suffix="v")] = (
+        SAMPLES / "connect_ctr_duplicated_samples.json"
+    ).read_bytes()  # array
+    staged, bad, (reference, reference_bad) = _both(tmp_path, files)
+    assert staged.streamed == 3 and staged.rows.equals(reference) and bad == reference_bad
+    paths = [str(tmp_path / "store" / "buckets" / "c" / k) for k in sorted(files)]
+    direct = read_ctr_files(duckdb.connect(), paths)
+    assert len(direct.records) == 5 and len(direct.rejected) == 3
+    assert all(
+        "Malformed JSON" in why or "Expected OBJECT" in why or "UTF-8" in why
+        for why in direct.rejected.values()
+    ), direct.rejected
+
+
+def test_identical_deliveries_hash_alike_whichever_path_reads_them():
+    conn = duckdb.connect()
+    samples = (SAMPLES / "connect_ctr_duplicated_samples.json").read_bytes()
+    rows = finish(conn, pa.table(parse_file(samples, "k").rows, schema=STAGED_SCHEMA))
+    assert rows.num_rows == 6 and len(set(rows["record_hash"].to_pylist())) == 3
