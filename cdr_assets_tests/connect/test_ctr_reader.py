@@ -171,3 +171,18 @@ def test_identical_deliveries_hash_alike_whichever_path_reads_them():
     samples = (SAMPLES / "connect_ctr_duplicated_samples.json").read_bytes()
     rows = finish(conn, pa.table(parse_file(samples, "k").rows, schema=STAGED_SCHEMA))
     assert rows.num_rows == 6 and len(set(rows["record_hash"].to_pylist())) == 3
+
+
+def test_both_storage_modes_read_by_duckdb_and_a_vanished_file_is_accounted_for(cdr_env):
+    store = cdr_env.storage()
+    bucket = cdr_env.connect_bucket
+    generate_ctrs(store, bucket, contacts=200, days=1, start=DAY, seed=3, records_per_file=40)
+    keys = sorted(o.key for o in store.list_objects(bucket, "ctr/"))
+    files = {k: store.get(bucket, k) for k in keys}
+    gone = firehose_key(T, suffix="gone")  # listed, then deleted before it was read
+    conn = duckdb.connect()
+    staged = read_files(store, conn, bucket, [*keys, gone], DAY, workers=1)
+    reference, _ = _streamed(conn, files)
+    assert staged.streamed == 1 and staged.rows.equals(reference)
+    assert staged.quarantine["reason_code"].to_pylist() == ["vanished"]
+    assert staged.bytes_read == sum(len(d) for d in files.values())
