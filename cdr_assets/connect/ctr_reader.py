@@ -19,8 +19,10 @@ rows depend on the path; the tests try each kind of odd value.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import duckdb
@@ -29,7 +31,7 @@ import pyarrow as pa
 
 from cdr_assets.connect.schema import STAGED_NAMES, STAGED_SCHEMA
 
-READ_BATCH_FILES = 64  # files per read_json call: a file DuckDB cannot read costs a re-read of its batch
+READ_BATCH_FILES = 32  # files per read_json call: a file DuckDB cannot read costs a re-read of its batch
 
 _EP = ("Type", "Address")
 _LEVELS = tuple(f"Level{n}" for n in range(1, 6))
@@ -213,17 +215,32 @@ _FILE_IN_ERROR = re.compile(r'(?:file|pattern) "([^"]+)"')
 
 
 def read_ctr_files(
-    conn: duckdb.DuckDBPyConnection, paths: Sequence[str], *, gzip: bool = False
+    conn: duckdb.DuckDBPyConnection, paths: Sequence[str], *, gzip: bool = False, threads: int | None = None
 ) -> ReaderResult:
     """Read and flatten the files at ``paths`` (local files or URIs DuckDB can open; all gzip or
-    all plain) that DuckDB reads whole; the others are in ``rejected``."""
-    out = ReaderResult(STAGED_SCHEMA.empty_table())
+    all plain) that DuckDB reads whole; the others are in ``rejected``.
+
+    Batches run on ``threads`` cursors at once: a read that keeps its rows in order (which the
+    record positions need) runs on one DuckDB thread, so the parallelism is across batches."""
     compression = "gzip" if gzip else "uncompressed"
-    tables = []
-    for i in range(0, len(paths), READ_BATCH_FILES):
-        table = _read_batch(conn, compression, list(paths[i : i + READ_BATCH_FILES]), out)
-        if table is not None:
-            tables.append(table)
+    batches = [list(paths[i : i + READ_BATCH_FILES]) for i in range(0, len(paths), READ_BATCH_FILES)]
+
+    def read(batch: list[str]) -> tuple[pa.Table | None, ReaderResult]:
+        part = ReaderResult(STAGED_SCHEMA.empty_table())
+        with conn.cursor() as cursor:
+            return _read_batch(cursor, compression, batch, part), part
+
+    workers = min(len(batches), threads or os.cpu_count() or 1)
+    if workers <= 1:
+        results = [read(b) for b in batches]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(read, batches))
+    out = ReaderResult(STAGED_SCHEMA.empty_table())
+    tables = [table for table, _ in results if table is not None]
+    for _, part in results:
+        out.records.update(part.records)
+        out.rejected.update(part.rejected)
     if tables:
         out.rows = pa.concat_tables(tables)
     return out
