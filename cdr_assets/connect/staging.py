@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 
 from cdr_assets.chime.ingest import KeyRange, batch_id, list_range
 from cdr_assets.chime.ledger import LAKE_FILES_DDL, files_in_state, known_keys, remove_files
-from cdr_assets.connect.ctr_reader import finish, read_ctr_files
+from cdr_assets.connect.ctr_reader import finish, in_staged_order, read_ctr_files
 from cdr_assets.connect.parse import parse_file
 from cdr_assets.connect.schema import (
     QUARANTINE_SCHEMA,
@@ -176,8 +176,8 @@ def read_files(
         workers=workers or os.cpu_count() or 1,
         serial_up_to=3,
     )
-    rows = pa.concat_tables([*fast_rows, *(p.rows for p in parts)]) if fast_rows or parts else None
-    rows = finish(conn, rows if rows is not None else STAGED_SCHEMA.empty_table())
+    streamed = [finish(conn, p.rows) for p in parts if p.rows.num_rows]
+    rows = in_staged_order(pa.concat_tables([STAGED_SCHEMA.empty_table(), *fast_rows, *streamed]))
     return ReadResult(
         rows,
         pa.concat_tables([p.quarantine for p in parts]) if parts else QUARANTINE_SCHEMA.empty_table(),

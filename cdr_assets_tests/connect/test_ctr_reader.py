@@ -10,7 +10,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from cdr_assets.connect.ctr_reader import finish, read_ctr_files
+from cdr_assets.connect.ctr_reader import finish, in_staged_order, read_ctr_files
 from cdr_assets.connect.generate import generate_ctrs
 from cdr_assets.connect.parse import parse_file
 from cdr_assets.connect.schema import STAGED_SCHEMA
@@ -30,7 +30,7 @@ def _streamed(conn: duckdb.DuckDBPyConnection, files: dict[str, bytes]) -> tuple
         parsed = parse_file(data, key)
         tables.append(pa.table(parsed.rows, schema=STAGED_SCHEMA))
         bad += [(key, b.offset, b.code) for b in parsed.bad]
-    return finish(conn, pa.concat_tables(tables)), sorted(bad)
+    return in_staged_order(finish(conn, pa.concat_tables(tables))), sorted(bad)
 
 
 def _both(tmp_path, files: dict[str, bytes]):
