@@ -1,9 +1,11 @@
 """Merge a staged batch into the contact-center star schema (pure code: no Dagster).
 
-The batch is first reduced to the latest version per contact (``nb``), then compared with the
-fact once (``chg``: contacts that are new, or whose incoming version is newer). Only those rows
-are written: new contacts by a plain ``INSERT`` (no conflict path), newer versions by an
-``UPDATE``; older or equal versions are dropped before any write.
+The batch is first reduced to the latest version per contact (``nb``: only the narrow columns
+the merge compares, the state hash and the customer id), then compared with the fact once
+(``chg``: contacts that are new, or whose incoming version is newer). Only those rows are
+written, their wide columns read from the batch again: new contacts by a plain ``INSERT`` (no
+conflict path), newer versions by an ``UPDATE``; older or equal versions are dropped before any
+write. Everything is computed in SQL; no per-row Python.
 
 Agent versions (type 2, runs of equal state over an agent's contacts in initiation order; see
 ``warehouse``) are recomputed only from the earliest position a changed contact takes or leaves
@@ -21,19 +23,18 @@ username, update time) of the touched agents' rows for the type-1 username.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from datetime import UTC, date, datetime
 
 import duckdb
-import pyarrow as pa
 
 from cdr_assets.connect.staging import committed_files
 from cdr_assets.connect.warehouse import (
     AGENT_STATE,
     FACT_STAGED,
     LoadReport,
-    customer_id,
+    customer_id_sha1_sql,
+    customer_id_sql,
     ensure_tables,
     key_sql,
     table_rows,
@@ -50,7 +51,23 @@ _NEWER = (
 _VERSION_KEY = key_sql(
     "v.agent_arn || '|' || CAST(v.valid_from AS VARCHAR) || '|' || v.h || '|' || v.first_contact"
 )
-TEMP_TABLES = ("nb", "chg", "bounds", "scope", "runs", "versions", "assign", "names")
+# The narrow columns of ``nb``: the version key, what ``chg`` compares and the dimensions read.
+_LATEST_COLS = _LATEST.format("")[1:-1].split(", ")
+_NB_COLS = [
+    "contact_id",
+    *_LATEST_COLS,
+    "agent_arn",
+    "initiation_timestamp",
+    "agent_username",
+    "queue_arn",
+    "queue_name",
+    "customer_endpoint_type",
+    "customer_endpoint_address",
+]
+_NB_DERIVED = ("customer_id", "agent_state_hash")
+# A staged row is the winner of its contact (nb holds one row per contact).
+_WINNER = f"nb.contact_id = s.contact_id AND {_LATEST.format('nb.')} = {_LATEST.format('s.')}"
+TEMP_TABLES = ("nb", "chg", "bounds", "scope", "runs", "versions", "assign", "names", "fw")
 
 
 def load_partition(
@@ -69,8 +86,9 @@ def load_partition(
     report.files = len(files)
     if files:
         uris = [storage.uri(lake_bucket, p) for p in files]
-        # A view, not a table: the batch is read twice (narrow, then the winners' wide rows), which
-        # costs less than copying every staged row into a temp table first.
+        # A view, not a table: the batch is read a few times (narrow columns to pick the winners,
+        # then the wide rows of the new and the updated contacts), which costs less than copying
+        # every staged row into a temp table first.
         listed = ", ".join("'" + u.replace("'", "''") + "'" for u in uris)  # views take no parameters
         conn.execute(
             f"CREATE OR REPLACE TEMP VIEW staged_batch AS SELECT * FROM read_parquet([{listed}], "
@@ -94,14 +112,28 @@ def load_staged(
     """Merge the rows of relation ``staged`` into the star schema, in one transaction that also
     records ``files`` (staged file paths) as loaded."""
     ex = conn.execute
-    # The latest version per contact, picked on narrow columns and joined back: sorting the wide
-    # rows in a window took most of this step. Equal (timestamp, hash) are identical deliveries;
+    # The latest version per contact, on narrow columns. ``nb`` keeps only the columns the merge
+    # compares and the dimensions need: copying the wide rows into a temp table cost more than
+    # reading the staged relation again when the facts are written. Most contacts have one row in
+    # a batch and pass as they are; only the others are compared (a struct max and join for all
+    # rows cost more than the rest of this step). Equal (timestamp, hash) are identical deliveries;
     # the source position (unique per staged row) settles them deterministically.
+    read = ", ".join([*_NB_COLS, *AGENT_STATE])
+    latest = (
+        f"WITH d AS (SELECT contact_id FROM {staged} GROUP BY contact_id HAVING count(*) > 1), "
+        f"m AS (SELECT {read} FROM {staged} SEMI JOIN d USING (contact_id)) "
+        f"SELECT {read} FROM {staged} ANTI JOIN d USING (contact_id) UNION ALL "
+        f"SELECT {read} FROM m s SEMI JOIN (SELECT contact_id, max({_LATEST.format('')}) AS k FROM m "
+        f"GROUP BY contact_id) w ON w.contact_id = s.contact_id AND w.k = {_LATEST.format('s.')}"
+    )
+    hashed = (
+        f"SELECT {', '.join(_NB_COLS)}, CASE WHEN agent_arn IS NOT NULL THEN {_STATE_HASH} END "
+        f"AS agent_state_hash, {customer_id_sha1_sql('customer_endpoint_type', 'customer_endpoint_address')} "
+        f"AS cid_sha1 FROM ({latest})"
+    )
     ex(
-        "CREATE OR REPLACE TEMP TABLE nb AS SELECT s.*, "
-        f"CASE WHEN agent_arn IS NOT NULL THEN {_STATE_HASH} END AS agent_state_hash FROM {staged} s "
-        f"SEMI JOIN (SELECT contact_id, max({_LATEST.format('')}) AS k FROM {staged} GROUP BY contact_id) w "
-        f"ON w.contact_id = s.contact_id AND w.k = {_LATEST.format('s.')}"
+        "CREATE OR REPLACE TEMP TABLE nb AS SELECT * EXCLUDE (cid_sha1), CASE WHEN customer_endpoint_address "
+        f"IS NOT NULL THEN {customer_id_sql('cid_sha1')} END AS customer_id FROM ({hashed})"
     )
     ex(
         "CREATE OR REPLACE TEMP TABLE chg AS SELECT nb.contact_id, f.contact_id IS NULL AS is_new, "
@@ -118,43 +150,24 @@ def load_staged(
         "SELECT count(*) FILTER (WHERE is_new), count(*) FILTER (WHERE NOT is_new) FROM chg"
     ).fetchone()  # type: ignore[misc]
     report.stale_versions = report.contacts_in - report.inserted - report.updated
-    pairs = ex(
-        "SELECT DISTINCT customer_endpoint_type, customer_endpoint_address FROM nb "
-        "WHERE customer_endpoint_address IS NOT NULL"
-    ).fetchall()
-    cust = pa.table(
-        {
-            "endpoint_type": [p[0] for p in pairs],
-            "address": [p[1] for p in pairs],
-            "customer_id": [customer_id(*p) for p in pairs],
-        },
-        schema=pa.schema(
-            [("endpoint_type", pa.string()), ("address", pa.string()), ("customer_id", pa.string())]
-        ),
-    )
-    conn.register("cust_map", cust)
+    ex("BEGIN TRANSACTION")
     try:
-        ex("BEGIN TRANSACTION")
-        try:
-            _upsert_dimensions(conn)
-            _agent_versions(conn, report)
-            _write_facts(conn)
-            if files:
-                ex(
-                    "INSERT INTO connect.loaded_files SELECT path, delivery_day, row_count, ? "
-                    "FROM connect.lake_files WHERE list_contains(?, path) ON CONFLICT DO NOTHING",
-                    [datetime.now(UTC).replace(tzinfo=None), files],
-                )
-            ex("COMMIT")
-        except BaseException:
-            ex("ROLLBACK")
-            raise
-    finally:
-        with contextlib.suppress(Exception):
-            conn.unregister("cust_map")
+        _upsert_dimensions(conn, staged)
+        _agent_versions(conn, report)
+        _write_facts(conn, staged, report)
+        if files:
+            ex(
+                "INSERT INTO connect.loaded_files SELECT path, delivery_day, row_count, ? "
+                "FROM connect.lake_files WHERE list_contains(?, path) ON CONFLICT DO NOTHING",
+                [datetime.now(UTC).replace(tzinfo=None), files],
+            )
+        ex("COMMIT")
+    except BaseException:
+        ex("ROLLBACK")
+        raise
 
 
-def _upsert_dimensions(conn: duckdb.DuckDBPyConnection) -> None:
+def _upsert_dimensions(conn: duckdb.DuckDBPyConnection, staged: str) -> None:
     ex = conn.execute
     ex(
         "INSERT INTO connect.dim_date SELECT DISTINCT CAST(strftime(d, '%Y%m%d') AS INTEGER), d, year(d), "
@@ -170,13 +183,23 @@ def _upsert_dimensions(conn: duckdb.DuckDBPyConnection) -> None:
         "name_seen_at = excluded.name_seen_at WHERE excluded.name_seen_at > dim_queue.name_seen_at"
     )
     ex(
-        f"INSERT INTO connect.dim_customer SELECT customer_id, {key_sql('customer_id')}, endpoint_type, "
-        "address FROM cust_map ON CONFLICT DO NOTHING"
+        f"INSERT INTO connect.dim_customer SELECT DISTINCT customer_id, {key_sql('customer_id')}, "
+        "customer_endpoint_type, customer_endpoint_address FROM nb WHERE customer_id IS NOT NULL "
+        "ON CONFLICT DO NOTHING"
     )
-    ex(
-        "INSERT INTO connect.agent_states SELECT DISTINCT ON (agent_state_hash) agent_state_hash, "
-        f"{', '.join(AGENT_STATE)} FROM nb WHERE agent_state_hash IS NOT NULL ON CONFLICT DO NOTHING"
-    )
+    # The state columns are not in ``nb``: the batch is read again only when it has new states.
+    (new_states,) = ex(
+        "SELECT count(*) FROM (SELECT agent_state_hash FROM nb WHERE agent_state_hash IS NOT NULL "
+        "EXCEPT SELECT state_hash FROM connect.agent_states)"
+    ).fetchone()  # type: ignore[misc]
+    if new_states:
+        # One contact per new state (equal hashes are equal states): a small join build side.
+        ex(
+            "INSERT INTO connect.agent_states SELECT nb.agent_state_hash, "
+            f"{', '.join('s.' + c for c in AGENT_STATE)} FROM {staged} s JOIN (SELECT DISTINCT ON "
+            f"(agent_state_hash) * FROM nb WHERE agent_state_hash IN (SELECT agent_state_hash FROM nb "
+            f"EXCEPT SELECT state_hash FROM connect.agent_states)) nb ON {_WINNER}"
+        )
 
 
 _RUNS_SQL = f"""
@@ -304,40 +327,52 @@ def _agent_versions(conn: duckdb.DuckDBPyConnection, report: LoadReport) -> None
     )
 
 
-def _write_facts(conn: duckdb.DuckDBPyConnection) -> None:
+def _write_facts(conn: duckdb.DuckDBPyConnection, staged: str, report: LoadReport) -> None:
+    # The narrow per-contact values in one table, so the batch's wide rows meet a single join as its
+    # probe side (a join that builds its hash table from wide rows copies every one of them).
+    keys = ", ".join(f"nb.{c}" for c in ["contact_id", *_LATEST_COLS, *_NB_DERIVED])
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE fw AS SELECT {keys}, chg.is_new, "
+        # Moved contacts have their new key in ``assign``; an update that did not move keeps its own.
+        "CASE WHEN nb.agent_arn IS NOT NULL THEN coalesce(a.agent_key, chg.old_key) END AS agent_key "
+        "FROM nb JOIN chg ON chg.contact_id = nb.contact_id "
+        "LEFT JOIN assign a ON a.contact_id = nb.contact_id"
+    )
     cols = [*FACT_STAGED, "customer_id", "agent_state_hash"]
     derived = {
-        # Moved contacts have their new key in ``assign``; an update that did not move keeps its own.
-        "agent_key": "CASE WHEN nb.agent_arn IS NOT NULL THEN coalesce(a.agent_key, chg.old_key) END",
-        "queue_key": f"CASE WHEN nb.queue_arn IS NOT NULL THEN {key_sql('nb.queue_arn')} END",
-        "customer_key": f"CASE WHEN cm.customer_id IS NOT NULL THEN {key_sql('cm.customer_id')} END",
-        "date_key": "CAST(strftime(nb.initiation_timestamp, '%Y%m%d') AS INTEGER)",
-        "is_abandoned": "nb.enqueue_timestamp IS NOT NULL AND nb.connected_to_agent_timestamp IS NULL",
-        "queue_wait_seconds": "CASE WHEN nb.enqueue_timestamp IS NOT NULL THEN coalesce(nb.queue_duration, "
-        "date_diff('second', nb.enqueue_timestamp, coalesce(nb.dequeue_timestamp, nb.disconnect_timestamp))) "
+        "agent_key": "fw.agent_key",
+        "queue_key": f"CASE WHEN s.queue_arn IS NOT NULL THEN {key_sql('s.queue_arn')} END",
+        "customer_key": f"CASE WHEN fw.customer_id IS NOT NULL THEN {key_sql('fw.customer_id')} END",
+        "date_key": "CAST(strftime(s.initiation_timestamp, '%Y%m%d') AS INTEGER)",
+        "is_abandoned": "s.enqueue_timestamp IS NOT NULL AND s.connected_to_agent_timestamp IS NULL",
+        "queue_wait_seconds": "CASE WHEN s.enqueue_timestamp IS NOT NULL THEN coalesce(s.queue_duration, "
+        "date_diff('second', s.enqueue_timestamp, coalesce(s.dequeue_timestamp, s.disconnect_timestamp))) "
         "END",
-        "handle_seconds": "CASE WHEN nb.connected_to_agent_timestamp IS NOT NULL THEN "
-        "coalesce(nb.agent_interaction_duration, 0) + coalesce(nb.customer_hold_duration, 0) "
-        "+ coalesce(nb.acw_duration, 0) END",
+        "handle_seconds": "CASE WHEN s.connected_to_agent_timestamp IS NOT NULL THEN "
+        "coalesce(s.agent_interaction_duration, 0) + coalesce(s.customer_hold_duration, 0) "
+        "+ coalesce(s.acw_duration, 0) END",
         "loaded_at": "$now",
     }
-    select = ", ".join([f"nb.{c}" if c != "customer_id" else "cm.customer_id" for c in cols])
+    # The wide columns come from the staged relation (its winning rows), the computed ones from fw.
+    select = ", ".join([f"fw.{c}" if c in _NB_DERIVED else f"s.{c}" for c in cols])
     select += ", " + ", ".join(f"{v} AS {k}" for k, v in derived.items())
-    source = (
-        f"SELECT chg.is_new, {select} FROM nb JOIN chg USING (contact_id) "
-        "LEFT JOIN assign a USING (contact_id) "
-        "LEFT JOIN cust_map cm ON cm.endpoint_type IS NOT DISTINCT FROM nb.customer_endpoint_type "
-        "AND cm.address = nb.customer_endpoint_address"
-    )
+
+    def source(new: bool) -> str:
+        return (
+            f"SELECT {select} FROM {staged} s JOIN (SELECT * FROM fw WHERE {'' if new else 'NOT '}is_new) fw "
+            f"ON fw.contact_id = s.contact_id AND {_LATEST.format('fw.')} = {_LATEST.format('s.')}"
+        )
+
     now = {"now": datetime.now(UTC).replace(tzinfo=None)}
     names = [*cols, *derived]
     # New contacts: a plain insert (the anti-join is ``chg.is_new``), no conflict handling to pay for.
-    conn.execute(
-        f"INSERT INTO connect.fact_contact SELECT {', '.join(names)} FROM ({source}) WHERE is_new", now
-    )
-    sets = ", ".join(f"{c} = u.{c}" for c in names if c != "contact_id")
-    conn.execute(
-        f"UPDATE connect.fact_contact f SET {sets} FROM ({source}) u "
-        "WHERE NOT u.is_new AND f.contact_id = u.contact_id",
-        now,
-    )
+    # Each statement reads the batch again, so one that has no rows to write is skipped.
+    if report.inserted:
+        conn.execute(f"INSERT INTO connect.fact_contact SELECT {', '.join(names)} FROM ({source(True)})", now)
+    if report.updated:
+        sets = ", ".join(f"{c} = u.{c}" for c in names if c != "contact_id")
+        conn.execute(
+            f"UPDATE connect.fact_contact f SET {sets} FROM ({source(False)}) u "
+            "WHERE f.contact_id = u.contact_id",
+            now,
+        )

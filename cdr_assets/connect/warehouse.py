@@ -133,6 +133,25 @@ def customer_id(endpoint_type: str | None, address: str | None) -> str:
     return str(uuid.uuid5(CUSTOMER_NAMESPACE, f"{endpoint_type or ''}{address or ''}"))
 
 
+def customer_id_sha1_sql(endpoint_type: str, address: str) -> str:
+    """SQL for the SHA-1 (hex) that ``customer_id`` is cut from; ``customer_id_sql`` formats it."""
+    return (
+        f"sha1(unhex('{CUSTOMER_NAMESPACE.hex}') || encode(coalesce({endpoint_type}, '') || "
+        f"coalesce({address}, '')))"
+    )
+
+
+def customer_id_sql(sha1_hex: str) -> str:
+    """``customer_id`` in SQL from a column holding ``customer_id_sha1_sql``: the UUIDv5 layout
+    (RFC 4122: version nibble 5, variant bits 10), computed per batch without a Python call per pair."""
+    h = sha1_hex
+    return (
+        f"substr({h}, 1, 8) || '-' || substr({h}, 9, 4) || '-5' || substr({h}, 14, 3) || '-' || "
+        f"substr('89ab89ab89ab89ab', ('0x' || substr({h}, 17, 1))::INTEGER + 1, 1) || substr({h}, 18, 3) "
+        f"|| '-' || substr({h}, 21, 12)"
+    )
+
+
 @dataclass
 class LoadReport:
     delivery_day: date | None
