@@ -24,6 +24,7 @@ from cdr_assets.connect.generate import generate_ctrs
 from cdr_assets.connect.load import load_partition
 from cdr_assets.connect.staging import stage_delivery_day
 from cdr_assets.storage import LocalStorage
+from cdr_assets.warehouse import WAREHOUSE_CONFIG
 
 ROOT = Path("bench-data/connect")
 BUCKET, LAKE = "connect", "lake"
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> list[str]:
     (run_dir / "buckets" / BUCKET).symlink_to((ROOT / "data" / "buckets" / BUCKET).resolve())
     lake = LocalStorage(run_dir)
     lake.ensure_bucket(LAKE)
-    conn = duckdb.connect(str(run_dir / "warehouse.duckdb"))
+    conn = duckdb.connect(str(run_dir / "warehouse.duckdb"), config=WAREHOUSE_CONFIG)
     try:
         bulk_records, bulk_s = _load(lake, conn, meta["bulk_days"])
         (facts,) = conn.execute("SELECT count(*) FROM connect.fact_contact").fetchone()  # type: ignore[misc]

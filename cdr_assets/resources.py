@@ -18,7 +18,7 @@ from pydantic import Field, PrivateAttr
 from cdr_assets import settings
 from cdr_assets.reports.mail import PartialDelivery, SmtpSettings, send_email
 from cdr_assets.storage import Storage, make_storage
-from cdr_assets.warehouse import configure_lake_access
+from cdr_assets.warehouse import WAREHOUSE_CONFIG, configure_lake_access
 
 
 class CdrStorage(ConfigurableResource):
@@ -160,7 +160,9 @@ def build_resources() -> dict[str, object]:
     )
     return {
         "storage": storage,
-        "warehouse": Warehouse(database=EnvVar("CDR_WAREHOUSE"), storage=storage),
+        "warehouse": Warehouse(
+            database=EnvVar("CDR_WAREHOUSE"), storage=storage, connection_config=WAREHOUSE_CONFIG
+        ),
         "chime_settings": ChimeSettings(
             lookback_days=EnvVar.int("CDR_SENSOR_LOOKBACK_DAYS"),
             sweep_keys=EnvVar.int("CDR_SENSOR_SWEEP_KEYS"),

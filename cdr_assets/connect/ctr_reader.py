@@ -325,7 +325,11 @@ def finish(conn: duckdb.DuckDBPyConnection, rows: pa.Table) -> pa.Table:
         conn.unregister("finish_rows")
 
 
-def in_staged_order(rows: pa.Table) -> pa.Table:
-    # Indices from the key columns, then one take: sort_by on the wide table took twice as long.
+def in_staged_order(rows: pa.Table, threads: int | None = None) -> pa.Table:
+    """``rows`` sorted by ``STAGED_ORDER``: indices from the key columns, then each column taken
+    on its own thread (pyarrow releases the GIL; one take of the wide table took ~4x longer)."""
     keys = list(STAGED_ORDER)
-    return rows.take(pc.sort_indices(rows.select(keys), [(c, "ascending") for c in keys]))
+    order = pc.sort_indices(rows.select(keys), [(c, "ascending") for c in keys])
+    columns = rows.columns
+    with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
+        return pa.table(list(pool.map(lambda column: column.take(order), columns)), schema=rows.schema)
