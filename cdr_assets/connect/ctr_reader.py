@@ -170,7 +170,8 @@ def _leaf(kind: str, v: str) -> tuple[str, str]:
     if kind == "int":  # flatten also takes floats (truncated) and refuses negatives: left to it
         return f"({v} IS NULL OR regexp_full_match({v}, '[0-9]{{1,18}}'))", f"CAST({v} AS BIGINT)"
     # The CTR form only (a number cast to text never has it); flatten parses the other ISO forms.
-    value = f"try_strptime(NULLIF({v}, ''), '%Y-%m-%dT%H:%M:%SZ')"  # DuckDB computes it once for both
+    # DuckDB computes it once for both; seconds, as staged (no cast of the Arrow columns after).
+    value = f"CAST(try_strptime(NULLIF({v}, ''), '%Y-%m-%dT%H:%M:%SZ') AS TIMESTAMP_S)"
     return f"({v} IS NULL OR {v} = '' OR (length({v}) = 20 AND {value} IS NOT NULL))", value
 
 
@@ -301,7 +302,9 @@ def _keep_whole_files(raw: pa.Table, paths: list[str], out: ReaderResult) -> pa.
     out.records.update(counted)
     record_no = np.arange(len(codes)) - np.repeat(starts, lengths)
     table = raw.drop_columns(["ok"]).append_column("source_record", pa.array(record_no, pa.int64()))
-    return table.filter(pa.array(keep)).select(list(STAGED_NAMES)).cast(STAGED_SCHEMA)
+    if not keep.all():
+        table = table.filter(pa.array(keep))
+    return table.select(list(STAGED_NAMES)).cast(STAGED_SCHEMA)
 
 
 STAGED_ORDER = ("initiation_timestamp", "contact_id", "source_key", "source_record")
