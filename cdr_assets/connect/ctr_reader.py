@@ -223,14 +223,13 @@ class ReaderResult:
 _FILE_IN_ERROR = re.compile(r'(?:file|pattern) "([^"]+)"')
 
 
-def read_ctr_files(
-    conn: duckdb.DuckDBPyConnection, paths: Sequence[str], *, gzip: bool = False, threads: int | None = None
-) -> ReaderResult:
-    """Read and flatten the files at ``paths`` (local files or URIs DuckDB can open; all gzip or
-    all plain) that DuckDB reads whole; the others are in ``rejected``.
+def read_ctr_files(paths: Sequence[str], *, gzip: bool = False, threads: int | None = None) -> ReaderResult:
+    """Read and flatten the local files at ``paths`` (all gzip or all plain) that DuckDB reads
+    whole; the others are in ``rejected``.
 
-    Batches run on ``threads`` cursors at once: a read that keeps its rows in order (which the
-    record positions need) runs on one DuckDB thread, so the parallelism is across batches."""
+    A read that keeps its rows in order (which the record positions need) runs on one DuckDB
+    thread, so batches run on ``threads`` cursors at once, of a private in-memory DuckDB with one
+    thread of its own (its idle worker thread only competed with the cursors; ~10 % faster)."""
     compression = "gzip" if gzip else "uncompressed"
     batches = [list(paths[i : i + READ_BATCH_FILES]) for i in range(0, len(paths), READ_BATCH_FILES)]
 
@@ -240,11 +239,12 @@ def read_ctr_files(
             return _read_batch(cursor, compression, batch, part), part
 
     workers = min(len(batches), threads or os.cpu_count() or 1)
-    if workers <= 1:
-        results = [read(b) for b in batches]
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            results = list(pool.map(read, batches))
+    with duckdb.connect(config={"threads": 1}) as conn:
+        if workers <= 1:
+            results = [read(b) for b in batches]
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                results = list(pool.map(read, batches))
     out = ReaderResult(STAGED_SCHEMA.empty_table())
     tables = [table for table, _ in results if table is not None]
     for _, part in results:
@@ -310,12 +310,12 @@ def _keep_whole_files(raw: pa.Table, paths: list[str], out: ReaderResult) -> pa.
 STAGED_ORDER = ("initiation_timestamp", "contact_id", "source_key", "source_record")
 
 
-def finish(conn: duckdb.DuckDBPyConnection, rows: pa.Table) -> pa.Table:
+def finish(rows: pa.Table) -> pa.Table:
     """The streaming decoder's rows made like the reader's: ``attributes`` through DuckDB's JSON
     serializer, and ``record_hash`` set, a hash of the staged values. Identical deliveries hash
     alike whichever path read them, so equal timestamps are broken the same way in every order."""
-    conn.register("finish_rows", rows)
-    try:
+    with duckdb.connect() as conn:
+        conn.register("finish_rows", rows)
         return (
             conn.execute(
                 f"SELECT * REPLACE ({RECORD_HASH} AS record_hash) FROM ("
@@ -324,8 +324,6 @@ def finish(conn: duckdb.DuckDBPyConnection, rows: pa.Table) -> pa.Table:
             .fetch_arrow_table()
             .cast(STAGED_SCHEMA)
         )
-    finally:
-        conn.unregister("finish_rows")
 
 
 def in_staged_order(rows: pa.Table, threads: int | None = None) -> pa.Table:

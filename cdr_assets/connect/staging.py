@@ -148,7 +148,6 @@ def read_chunk(storage: Storage, bucket: str, keys: Sequence[str], delivery_day:
 
 def read_files(
     storage: Storage,
-    conn: duckdb.DuckDBPyConnection,
     bucket: str,
     keys: Sequence[str],
     delivery_day: date,
@@ -164,7 +163,7 @@ def read_files(
             paths = {path: key for path, (key, is_gz, _) in located.items() if is_gz == gz}
             if not paths:
                 continue
-            fast = read_ctr_files(conn, list(paths), gzip=gz)
+            fast = read_ctr_files(list(paths), gzip=gz)
             slow_keys += [paths[p] for p in fast.rejected]
             per_file += [(paths[p], n, n, 0) for p, n in fast.records.items()]
             nbytes += sum(located[p][2] for p in fast.records)
@@ -176,7 +175,7 @@ def read_files(
         workers=workers or os.cpu_count() or 1,
         serial_up_to=3,
     )
-    streamed = [finish(conn, p.rows) for p in parts if p.rows.num_rows]
+    streamed = [finish(p.rows) for p in parts if p.rows.num_rows]
     rows = in_staged_order(pa.concat_tables([STAGED_SCHEMA.empty_table(), *fast_rows, *streamed]))
     return ReadResult(
         rows,
@@ -263,7 +262,7 @@ def stage_delivery_day(
         report.seconds = time.perf_counter() - t0
         return report
 
-    result = read_files(storage, conn, connect_bucket, keys, delivery_day, workers=workers)
+    result = read_files(storage, connect_bucket, keys, delivery_day, workers=workers)
     report.bytes_read = result.bytes_read
     report.files_streamed = result.streamed
     report.batch_id = batch_id(report.mode, keys)

@@ -6,7 +6,6 @@ import gzip
 import json
 from datetime import date, datetime
 
-import duckdb
 import pyarrow as pa
 import pytest
 
@@ -23,14 +22,14 @@ T = datetime(2026, 3, 1, 9, 0, 0)
 DAY = date(2026, 3, 1)
 
 
-def _streamed(conn: duckdb.DuckDBPyConnection, files: dict[str, bytes]) -> tuple[pa.Table, list]:
+def _streamed(files: dict[str, bytes]) -> tuple[pa.Table, list]:
     """The reference: every file through the streaming decoder."""
     tables, bad = [], []
     for key, data in files.items():
         parsed = parse_file(data, key)
         tables.append(pa.table(parsed.rows, schema=STAGED_SCHEMA))
         bad += [(key, b.offset, b.code) for b in parsed.bad]
-    return in_staged_order(finish(conn, pa.concat_tables(tables))), sorted(bad)
+    return in_staged_order(finish(pa.concat_tables(tables))), sorted(bad)
 
 
 def _both(tmp_path, files: dict[str, bytes]):
@@ -38,8 +37,7 @@ def _both(tmp_path, files: dict[str, bytes]):
     store.ensure_bucket("c")
     for key, data in files.items():
         store.put("c", key, data)
-    conn = duckdb.connect()
-    staged = read_files(store, conn, "c", sorted(files), DAY, workers=1)
+    staged = read_files(store, "c", sorted(files), DAY, workers=1)
     bad = sorted(
         (k, o, c)
         for k, o, c, *_ in zip(
@@ -47,7 +45,7 @@ def _both(tmp_path, files: dict[str, bytes]):
             strict=True,
         )
     )
-    return staged, bad, _streamed(conn, files)
+    return staged, bad, _streamed(files)
 
 
 def _odd_values() -> dict[str, dict]:
@@ -158,7 +156,7 @@ def test_malformed_files_do_not_stop_their_batch(tmp_path):
     staged, bad, (reference, reference_bad) = _both(tmp_path, files)
     assert staged.streamed == 3 and staged.rows.equals(reference) and bad == reference_bad
     paths = [str(tmp_path / "store" / "buckets" / "c" / k) for k in sorted(files)]
-    direct = read_ctr_files(duckdb.connect(), paths)
+    direct = read_ctr_files(paths)
     assert len(direct.records) == 5 and len(direct.rejected) == 3
     assert all(
         "Malformed JSON" in why or "Expected OBJECT" in why or "UTF-8" in why
@@ -167,9 +165,8 @@ def test_malformed_files_do_not_stop_their_batch(tmp_path):
 
 
 def test_identical_deliveries_hash_alike_whichever_path_reads_them():
-    conn = duckdb.connect()
     samples = (SAMPLES / "connect_ctr_duplicated_samples.json").read_bytes()
-    rows = finish(conn, pa.table(parse_file(samples, "k").rows, schema=STAGED_SCHEMA))
+    rows = finish(pa.table(parse_file(samples, "k").rows, schema=STAGED_SCHEMA))
     assert rows.num_rows == 6 and len(set(rows["record_hash"].to_pylist())) == 3
 
 
@@ -180,9 +177,8 @@ def test_both_storage_modes_read_by_duckdb_and_a_vanished_file_is_accounted_for(
     keys = sorted(o.key for o in store.list_objects(bucket, "ctr/"))
     files = {k: store.get(bucket, k) for k in keys}
     gone = firehose_key(T, suffix="gone")  # listed, then deleted before it was read
-    conn = duckdb.connect()
-    staged = read_files(store, conn, bucket, [*keys, gone], DAY, workers=1)
-    reference, _ = _streamed(conn, files)
+    staged = read_files(store, bucket, [*keys, gone], DAY, workers=1)
+    reference, _ = _streamed(files)
     assert staged.streamed == 1 and staged.rows.equals(reference)
     assert staged.quarantine["reason_code"].to_pylist() == ["vanished"]
     assert staged.bytes_read == sum(len(d) for d in files.values())

@@ -29,7 +29,7 @@ T = datetime(2026, 3, 1, 9, 0, 0)
 def _load(conn: duckdb.DuckDBPyConnection, records: list[dict]) -> LoadReport:
     parsed = parse_file(concatenated(records), "k")
     assert not parsed.bad
-    conn.register("batch", finish(conn, pa.table(parsed.rows, schema=STAGED_SCHEMA)))
+    conn.register("batch", finish(pa.table(parsed.rows, schema=STAGED_SCHEMA)))
     report = LoadReport(None)
     load_staged(conn, "batch", report)
     conn.unregister("batch")
