@@ -279,12 +279,17 @@ def _read_batch(
     return None
 
 
+def run_starts(values: np.ndarray) -> np.ndarray:
+    """Where each run of equal consecutive values starts."""
+    return np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.array([], int)
+
+
 def _keep_whole_files(raw: pa.Table, paths: list[str], out: ReaderResult) -> pa.Table:
     keys = raw["source_key"].combine_chunks().dictionary_encode()
     codes = keys.indices.to_numpy()
     names = keys.dictionary.to_pylist()
     # Rows arrive in file order, then record order (DuckDB keeps insertion order): runs of one file.
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else np.array([], int)
+    starts = run_starts(codes)
     if len(starts) != len(names):
         raise RuntimeError("DuckDB returned the records of a file out of order; cannot number them")
     lengths = np.diff(np.r_[starts, len(codes)])

@@ -183,11 +183,9 @@ def _upsert_dimensions(conn: duckdb.DuckDBPyConnection, staged: str) -> None:
         "name_seen_at = excluded.name_seen_at WHERE excluded.name_seen_at > dim_queue.name_seen_at"
     )
     ex(
-        # Known customers are dropped by an anti-join first: DuckDB's per-row conflict check
-        # cost more than the join (most contacts come from repeat customers).
         f"INSERT INTO connect.dim_customer SELECT DISTINCT customer_id, {key_sql('customer_id')}, "
         "customer_endpoint_type, customer_endpoint_address FROM nb WHERE customer_id IS NOT NULL "
-        "AND customer_id NOT IN (SELECT customer_id FROM connect.dim_customer) ON CONFLICT DO NOTHING"
+        "ON CONFLICT DO NOTHING"
     )
     # The state columns are not in ``nb``: the batch is read again only when it has new states.
     (new_states,) = ex(

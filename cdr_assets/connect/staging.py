@@ -32,14 +32,13 @@ from functools import partial
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cdr_assets.chime.ingest import KeyRange, batch_id, list_range
 from cdr_assets.chime.ledger import LAKE_FILES_DDL, files_in_state, known_keys, remove_files
-from cdr_assets.connect.ctr_reader import finish, in_staged_order, read_ctr_files
+from cdr_assets.connect.ctr_reader import finish, in_staged_order, read_ctr_files, run_starts
 from cdr_assets.connect.parse import parse_file
 from cdr_assets.connect.schema import (
     QUARANTINE_SCHEMA,
@@ -147,12 +146,7 @@ def read_chunk(storage: Storage, bucket: str, keys: Sequence[str], delivery_day:
 
 
 def read_files(
-    storage: Storage,
-    bucket: str,
-    keys: Sequence[str],
-    delivery_day: date,
-    *,
-    workers: int | None = None,
+    storage: Storage, bucket: str, keys: Sequence[str], delivery_day: date, *, workers: int | None = None
 ) -> ReadResult:
     """DuckDB's reader for the files it reads whole, the streaming decoder for the rest; rows
     finished (``record_hash``) and in ``STAGED_ORDER``."""
@@ -192,15 +186,15 @@ def _locate(
     """Local paths DuckDB can read (path -> key, gzip?, size): the files themselves in local mode,
     downloads into ``scratch`` (on threads) from S3. Keys that vanished are returned apart."""
     if storage.mode == "local":
-        located = {}
+        located, vanished = {}, []
         for key in keys:
             path = storage.uri(bucket, key)
             try:
                 with open(path, "rb") as f:
                     located[path] = (key, f.read(2) == GZIP_MAGIC, os.fstat(f.fileno()).st_size)
             except FileNotFoundError:
-                pass  # the streaming path records it as vanished
-        return located, [k for k in keys if storage.uri(bucket, k) not in located]
+                vanished.append(key)  # the streaming path records it as vanished
+        return located, vanished
 
     def download(item: tuple[int, str]) -> tuple[str, str, bool, int] | None:
         data = _fetch(storage, bucket, item[1])
@@ -269,7 +263,7 @@ def stage_delivery_day(
     rows = result.rows
     # Rows come in initiation order: each initiation day is one slice.
     init_day = pc.cast(rows["initiation_timestamp"], pa.date32()).to_numpy()
-    starts = np.flatnonzero(np.r_[True, init_day[1:] != init_day[:-1]]) if len(init_day) else []
+    starts = run_starts(init_day)
     planned: list[tuple[str, str, date | None, pa.Table]] = []
     for start, end in zip(starts, [*starts[1:], len(init_day)], strict=True):
         day = init_day[start].item()
