@@ -202,7 +202,8 @@ def _select() -> str:
     return (
         f"SELECT *, {RECORD_HASH} AS record_hash FROM (SELECT {', '.join(values)}, "
         "Recording.Location IS NOT NULL AS with_voice_mail, "
-        # Absent or empty -> NULL, as flatten writes it; the text is normalised in ``finish``.
+        # Absent or empty -> NULL, as flatten writes it; DuckDB's JSON text (``finish`` puts the
+        # decoder's text through the same serializer).
         "CASE WHEN Attributes <> '{}' THEN CAST(Attributes AS VARCHAR) END AS attributes, "
         f"filename AS source_key, coalesce({' AND '.join(checks)}, false) AS ok "
         f"FROM read_json($paths, format = 'unstructured', columns = {COLUMNS_ARG}, "
