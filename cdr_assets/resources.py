@@ -121,7 +121,9 @@ class ConnectSettings(ConfigurableResource):
     sweep_keys: int = Field(description="Keys a sensor tick may re-list to catch out-of-order arrivals")
     service_level_seconds: int = Field(description="CONNECT_SERVICE_LEVEL_SECONDS: service level threshold")
     report_email: str = Field(description="CONNECT_REPORT_EMAIL: recipients of the KPI report; empty: none")
-    ingest_workers: int = Field(description="Worker processes for parsing CTR files; 0 = one per core")
+    ingest_workers: int = Field(
+        description="Parallel readers of CTR files (DuckDB cursors, decoder processes); 0 = one per core"
+    )
 
 
 class RecordingsSettings(ConfigurableResource):

@@ -157,7 +157,7 @@ def read_files(
             paths = {path: key for path, (key, is_gz, _) in located.items() if is_gz == gz}
             if not paths:
                 continue
-            fast = read_ctr_files(list(paths), gzip=gz)
+            fast = read_ctr_files(list(paths), gzip=gz, threads=workers)
             slow_keys += [paths[p] for p in fast.rejected]
             per_file += [(paths[p], n, n, 0) for p, n in fast.records.items()]
             nbytes += sum(located[p][2] for p in fast.records)
