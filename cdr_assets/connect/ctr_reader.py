@@ -34,60 +34,6 @@ from cdr_assets.connect.schema import STAGED_NAMES, STAGED_SCHEMA
 
 READ_BATCH_FILES = 32  # files per read_json call: a file DuckDB cannot read costs a re-read of its batch
 
-_EP = ("Type", "Address")
-_LEVELS = tuple(f"Level{n}" for n in range(1, 6))
-# The JSON shape read: objects become STRUCTs; a leaf's type comes from its kind in FIELDS
-# (``_LEAF_TYPES``), and leaves that are no field (Attributes, Recordings) stay JSON.
-SHAPE: dict = {
-    **{
-        k: "JSON"
-        for k in (
-            "ContactId",
-            "InitialContactId",
-            "PreviousContactId",
-            "NextContactId",
-            "AWSAccountId",
-            "InstanceARN",
-            "AWSContactTraceRecordFormatVersion",
-            "Channel",
-            "InitiationMethod",
-            "InitiationTimestamp",
-            "ConnectedToSystemTimestamp",
-            "DisconnectTimestamp",
-            "LastUpdateTimestamp",
-            "TransferCompletedTimestamp",
-            "DisconnectReason",
-            "AgentConnectionAttempts",
-            "Attributes",
-            "Recordings",
-        )
-    },
-    "CustomerEndpoint": dict.fromkeys(_EP, "JSON"),
-    "SystemEndpoint": dict.fromkeys(_EP, "JSON"),
-    "TransferredToEndpoint": dict.fromkeys(_EP, "JSON"),
-    "Agent": {
-        **dict.fromkeys(
-            (
-                "ARN",
-                "Username",
-                "ConnectedToAgentTimestamp",
-                "AgentInteractionDuration",
-                "CustomerHoldDuration",
-                "LongestHoldDuration",
-                "NumberOfHolds",
-                "AfterContactWorkDuration",
-                "AfterContactWorkStartTimestamp",
-                "AfterContactWorkEndTimestamp",
-            ),
-            "JSON",
-        ),
-        "RoutingProfile": {"ARN": "JSON", "Name": "JSON"},
-        "HierarchyGroups": {level: {"ARN": "JSON", "GroupName": "JSON"} for level in _LEVELS},
-    },
-    "Queue": dict.fromkeys(("ARN", "Name", "EnqueueTimestamp", "DequeueTimestamp", "Duration"), "JSON"),
-    "Recording": {"Location": "JSON", "Status": "JSON"},
-}
-
 # Staged column -> (kind, JSON path). The paths are those ``parse._row`` reads.
 FIELDS: dict[str, tuple[str, str]] = {
     "contact_id": ("str", "ContactId"),
@@ -138,21 +84,29 @@ FIELDS: dict[str, tuple[str, str]] = {
     "recording_status": ("str", "Recording.Status"),
     "customer_intent": ("intent", "Attributes"),  # Attributes.Intent, checked with the Attributes
 }
-_LEAF_TYPES = {"str": "VARCHAR", "ts": "VARCHAR", "int": "JSON", "digits": "JSON"}
-_KIND_OF_PATH = {path: kind for kind, path in FIELDS.values()}
+_LEAF_TYPES = {"str": "VARCHAR", "ts": "VARCHAR", "int": "JSON", "digits": "JSON", "intent": "JSON"}
 
 
-def _struct_type(shape: dict, prefix: str = "") -> str:
-    return "STRUCT(%s)" % ", ".join(f'"{k}" {_type(v, prefix + k)}' for k, v in shape.items())  # noqa: UP031
+def _shape() -> dict:
+    """The JSON shape read, from the FIELDS paths: objects become STRUCTs, a leaf gets its kind's
+    type; Recordings (no column of its own, see the checks) stays JSON."""
+    shape: dict = {"Recordings": "JSON"}
+    for kind, path in FIELDS.values():
+        *parents, leaf = path.split(".")
+        node = shape
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = _LEAF_TYPES[kind]
+    return shape
 
 
-def _type(leaf: str | dict, path: str) -> str:
-    if isinstance(leaf, dict):
-        return _struct_type(leaf, path + ".")
-    return _LEAF_TYPES.get(_KIND_OF_PATH.get(path, ""), "JSON")
+def _type(leaf: str | dict) -> str:
+    if isinstance(leaf, str):
+        return leaf
+    return "STRUCT(%s)" % ", ".join(f'"{k}" {_type(v)}' for k, v in leaf.items())  # noqa: UP031
 
 
-COLUMNS_ARG = "{%s}" % ", ".join(f"'{k}': '{_type(v, k)}'" for k, v in SHAPE.items())  # noqa: UP031
+COLUMNS_ARG = "{%s}" % ", ".join(f"'{k}': '{_type(v)}'" for k, v in _shape().items())  # noqa: UP031
 # What DuckDB writes when it casts a JSON number, boolean, object or array to VARCHAR. A string
 # that looks like one is left to flatten, which tells them apart (and refuses the non-strings).
 _NOT_STRING = r"(?s)-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?|true|false|[\[{].*"
