@@ -126,10 +126,16 @@ def load_staged(
         f"SELECT {read} FROM m s SEMI JOIN (SELECT contact_id, max({_LATEST.format('')}) AS k FROM m "
         f"GROUP BY contact_id) w ON w.contact_id = s.contact_id AND w.k = {_LATEST.format('s.')}"
     )
+    # The state hash once per distinct agent state (a day has tens), joined back: hashing every
+    # row's ~1 KB of ARNs cost more than the join.
+    state = ["agent_arn", *AGENT_STATE]
+    same_state = " AND ".join(f"l.{c} IS NOT DISTINCT FROM h.{c}" for c in state)
     hashed = (
-        f"SELECT {', '.join(_NB_COLS)}, CASE WHEN agent_arn IS NOT NULL THEN {_STATE_HASH} END "
-        f"AS agent_state_hash, {customer_id_sha1_sql('customer_endpoint_type', 'customer_endpoint_address')} "
-        f"AS cid_sha1 FROM ({latest})"
+        f"WITH l AS ({latest}), h AS (SELECT *, {_STATE_HASH} AS agent_state_hash FROM "
+        f"(SELECT DISTINCT {', '.join(state)} FROM l WHERE agent_arn IS NOT NULL)) "
+        f"SELECT {', '.join('l.' + c for c in _NB_COLS)}, h.agent_state_hash, "
+        f"{customer_id_sha1_sql('l.customer_endpoint_type', 'l.customer_endpoint_address')} AS cid_sha1 "
+        f"FROM l LEFT JOIN h ON {same_state}"
     )
     ex(
         "CREATE OR REPLACE TEMP TABLE nb AS SELECT * EXCLUDE (cid_sha1), CASE WHEN customer_endpoint_address "
