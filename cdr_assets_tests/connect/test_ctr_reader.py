@@ -66,6 +66,11 @@ def _odd_values() -> dict[str, dict]:
         "digits in a string field": edit("Agent.Username", "12345"),  # a real string, but looks numeric
         "object in a string field": edit("Queue.Name", {"x": 1}),
         "boolean in a string field": edit("DisconnectReason", True),
+        "array in a string field": edit("Queue.ARN", ["a", 1]),
+        "exponent number in a string field": edit("Agent.ARN", -1.5e-7),
+        # The first and the last string leaf that the reader checks, at the ends of its search text.
+        "number in the first string field": edit("ContactId", 5),
+        "number in the last string field": edit("Recording", {"Location": "b/k.wav", "Status": 0}),
         "numeric string in a number field": edit("Agent.AgentInteractionDuration", "12"),
         "float in a number field": edit("Agent.AgentInteractionDuration", 3.7),
         "boolean in a number field": edit("Queue.Duration", True),
@@ -143,6 +148,20 @@ def test_tricky_but_valid_records_stay_on_the_fast_path(tmp_path):
     assert staged.rows.filter(pa.compute.equal(staged.rows["contact_id"], "t1"))["customer_intent"][
         0
     ].as_py() == ("billing")
+
+
+def test_a_string_holding_the_reader_s_separator_is_staged_as_the_decoder_stages_it(tmp_path):
+    # The reader looks for non-strings between unit separators (U+001F): a string holding one may
+    # send its file to the decoder, but never changes what is staged.
+    odd = ctr("s1", T, agent="x\u001f5\u001fy", queue="\u001f{\u001f")
+    files = {
+        firehose_key(T, suffix="a"): concatenated([ctr("g1", T), odd]),
+        firehose_key(T, suffix="b"): concatenated([ctr("g2", T)]),
+    }
+    staged, bad, (reference, reference_bad) = _both(tmp_path, files)
+    assert not bad and not reference_bad
+    assert staged.rows.equals(reference)
+    assert "x\u001f5\u001fy" in staged.rows["agent_username"].to_pylist()
 
 
 def test_malformed_files_do_not_stop_their_batch(tmp_path):
