@@ -6,6 +6,12 @@ file are rebuilt in ``./bench-data/connect/run/`` on every run. Bulk = stage + l
 delivery day of the big set; incremental = stage + load the delivery days of 10,000 more CTRs
 into those same tables. Targets: >= 20,000 CTRs/s bulk on 2 cores; incremental <= 10 % of bulk.
 
+Baseline, measured before (after a warm-up) and after the loads in the same run: DuckDB only
+parsing the bulk files (``count(*)`` over the reader's JSON shape, both cores), the least any
+JSON-to-DuckDB path pays. It shows how fast the machine ran around the measurement (on this
+shared host the same code varies by a third from run to run); the bulk time over the baseline
+varies less, but still follows the machine.
+
 Standalone: ``python -m benchmarks.connect [--ctrs N] [--incremental N]``.
 """
 
@@ -20,6 +26,7 @@ from pathlib import Path
 
 import duckdb
 
+from cdr_assets.connect.ctr_reader import COLUMNS_ARG
 from cdr_assets.connect.generate import generate_ctrs
 from cdr_assets.connect.load import load_partition
 from cdr_assets.connect.staging import stage_delivery_day
@@ -85,6 +92,19 @@ def _load(store: LocalStorage, conn: duckdb.DuckDBPyConnection, days: list[str])
     return records, time.perf_counter() - t0
 
 
+def _parse_seconds(days: list[str]) -> float:
+    """Wall time for DuckDB to parse every bulk file (the baseline)."""
+    raw = ROOT / "data" / "buckets" / BUCKET / "ctr"
+    paths = sorted(str(p) for d in days for p in (raw / d.replace("-", "/")).rglob("*") if p.is_file())
+    with duckdb.connect(config={"threads": 2}) as conn:
+        t0 = time.perf_counter()
+        conn.execute(
+            f"SELECT count(*) FROM read_json($paths, format = 'unstructured', columns = {COLUMNS_ARG})",
+            {"paths": paths},
+        ).fetchone()
+        return time.perf_counter() - t0
+
+
 def run(args: argparse.Namespace) -> list[str]:
     ctrs = getattr(args, "connect_ctrs", None) or 1_000_000
     incremental = getattr(args, "connect_incremental", None) or 10_000
@@ -97,6 +117,8 @@ def run(args: argparse.Namespace) -> list[str]:
     (run_dir / "buckets" / BUCKET).symlink_to((ROOT / "data" / "buckets" / BUCKET).resolve())
     lake = LocalStorage(run_dir)
     lake.ensure_bucket(LAKE)
+    _parse_seconds(meta["bulk_days"][:1])  # warm-up: DuckDB's first read in a process pays extra
+    parse_before = _parse_seconds(meta["bulk_days"])
     conn = duckdb.connect(str(run_dir / "warehouse.duckdb"), config=WAREHOUSE_CONFIG)
     try:
         bulk_records, bulk_s = _load(lake, conn, meta["bulk_days"])
@@ -104,6 +126,7 @@ def run(args: argparse.Namespace) -> list[str]:
         inc_records, inc_s = _load(lake, conn, meta["inc_days"])
     finally:
         conn.close()
+    parse_after = _parse_seconds(meta["bulk_days"])
     rate = bulk_records / bulk_s
     return [
         f"connect_bulk_ctrs={bulk_records} (CTR records in {len(meta['bulk_days'])} delivery days)",
@@ -111,6 +134,10 @@ def run(args: argparse.Namespace) -> list[str]:
         f"connect_bulk_ctrs_per_second={rate:.0f} (target >= 20000 on 2 cores: "
         f"{'met' if rate >= 20_000 else 'NOT met'})",
         f"connect_fact_rows_after_bulk={facts}",
+        f"connect_baseline_parse_seconds={parse_before:.2f} before / {parse_after:.2f} after "
+        "(DuckDB parsing the bulk files, nothing else)",
+        f"connect_bulk_vs_parse={bulk_s / ((parse_before + parse_after) / 2):.1f} "
+        "(bulk time / mean baseline)",
         f"connect_incremental_ctrs={inc_records}",
         f"connect_incremental_seconds={inc_s:.2f}",
         f"connect_incremental_vs_bulk={inc_s / bulk_s:.3f} (target <= 0.10: "
