@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from itertools import pairwise
 
 import pyarrow as pa
 
@@ -100,9 +101,23 @@ def day_of_prefix(ctr_prefix: str, prefix: str) -> date:
     return date(int(m["y"]), int(m["m"]), int(m["d"]))
 
 
-def staged_file_key(initiation_day: date, delivery_day: date, batch_id: str) -> str:
+# Rows per staged file at most (one row group): a bigger initiation day is cut into equal parts,
+# encoded in parallel.
+STAGED_FILE_ROWS = 128 * 1024
+
+
+def staged_file_key(initiation_day: date, delivery_day: date, batch_id: str, part: int) -> str:
     # The delivery day in the name lets a rematerialized partition find its own files.
-    return f"{hive_folder(STAGING_PREFIX, initiation_day)}ctrs_delivered-{delivery_day}_{batch_id}.parquet"
+    folder = hive_folder(STAGING_PREFIX, initiation_day)
+    return f"{folder}ctrs_delivered-{delivery_day}_{batch_id}-{part}.parquet"
+
+
+def file_parts(rows: int) -> list[tuple[int, int]]:
+    """(offset, length) of each staged file of an initiation day with ``rows`` rows: equal parts of
+    at most ``STAGED_FILE_ROWS``."""
+    parts = max(1, -(-rows // STAGED_FILE_ROWS))
+    bounds = [rows * i // parts for i in range(parts + 1)]
+    return [(lo, hi - lo) for lo, hi in pairwise(bounds)]
 
 
 def quarantine_file_key(delivery_day: date, batch_id: str) -> str:
