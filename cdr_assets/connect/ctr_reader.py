@@ -114,6 +114,14 @@ COLUMNS_ARG = "{%s}" % ", ".join(f"'{k}': '{_type(v)}'" for k, v in _shape().ite
 # matches; a leaf that itself holds a separator can only match spuriously, which costs a decode.
 _NUMBER_OR_BOOL = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?|true|false"
 _NOT_STRING = rf"\x1f({_NUMBER_OR_BOOL})\x1f|\x1f[\[{{]"
+# Every timestamp leaf empty or in the CTR form, as Python's fromisoformat takes it: year 0001-9999,
+# hour 00-23, minute and second 00-59 (a cast or strptime alone takes hour 24 or year 0000). The cast checks
+# month and day; a leaf holding a separator fails the cast.
+_CTR_TIMESTAMP = (
+    r"([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-[0-9]{2}-[0-9]{2}"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z"
+)
+_TIMESTAMPS = rf"(\x1f({_CTR_TIMESTAMP})?)*\x1f"
 
 
 def _leaf(kind: str, v: str) -> tuple[str, str]:
@@ -127,10 +135,11 @@ def _leaf(kind: str, v: str) -> tuple[str, str]:
         return "true", v  # checked all at once: _NOT_STRING
     if kind == "int":  # flatten also takes floats (truncated) and refuses negatives: left to it
         return f"({v} IS NULL OR regexp_full_match({v}, '[0-9]{{1,18}}'))", f"CAST({v} AS BIGINT)"
-    # The CTR form only (a number cast to text never has it); flatten parses the other ISO forms.
-    # DuckDB computes it once for both; seconds, as staged (no cast of the Arrow columns after).
-    value = f"CAST(try_strptime(NULLIF({v}, ''), '%Y-%m-%dT%H:%M:%SZ') AS TIMESTAMP_S)"
-    return f"({v} IS NULL OR {v} = '' OR (length({v}) = 20 AND {value} IS NOT NULL))", value
+    # The CTR form only (a number cast to text never has it; _CTR_TIMESTAMP checks it for all
+    # timestamp leaves at once), a real date (the cast). flatten parses the other ISO forms. DuckDB
+    # computes the cast once for both; seconds, as staged (no cast of the Arrow columns after).
+    value = f"TRY_CAST(NULLIF({v}, '') AS TIMESTAMP_S)"
+    return f"({v} IS NULL OR {v} = '' OR {value} IS NOT NULL)", value
 
 
 # Every staged value but the row's provenance: the same record hashes alike from any file.
@@ -146,9 +155,13 @@ def _select() -> str:
         if ok != "true":
             checks.append(ok)
         values.append(f"{value} AS {name}")
-    leaves = [path for kind, path in FIELDS.values() if kind == "str"]
+
+    def joined(kind: str) -> str:  # the leaves of a kind between unit separators, NULL as empty
+        return f"concat(chr(31), {', chr(31), '.join(p for k, p in FIELDS.values() if k == kind)}, chr(31))"
+
     checks += [
-        f"NOT regexp_matches(concat(chr(31), {', chr(31), '.join(leaves)}, chr(31)), '{_NOT_STRING}')",
+        f"NOT regexp_matches({joined('str')}, '{_NOT_STRING}')",
+        f"regexp_full_match({joined('ts')}, '{_TIMESTAMPS}')",
         "ContactId <> ''",
         "InitiationTimestamp <> ''",
         "LastUpdateTimestamp <> ''",

@@ -79,6 +79,13 @@ def _odd_values() -> dict[str, dict]:
         "fractional timestamp": edit("DisconnectTimestamp", "2026-03-01T10:00:00.250Z"),
         "short timestamp": edit("DisconnectTimestamp", "2026-3-01T10:00:00Z"),
         "timestamp hour 24": edit("DisconnectTimestamp", "2026-03-01T24:00:00Z"),
+        "timestamp second 60": edit("DisconnectTimestamp", "2026-03-01T10:00:60Z"),
+        "timestamp minute 60": edit("Agent.AfterContactWorkEndTimestamp", "2026-03-01T10:60:00Z"),
+        "timestamp year 0": edit("DisconnectTimestamp", "0000-03-01T10:00:00Z"),
+        "timestamp February 30": edit("LastUpdateTimestamp", "2026-02-30T10:00:00Z"),
+        "timestamp month 13": edit("Queue.EnqueueTimestamp", "2026-13-01T10:00:00Z"),
+        "timestamp with a space": edit("DisconnectTimestamp", "2026-03-01 10:00:00Z"),  # flatten takes it
+        "timestamp holding a separator": edit("DisconnectTimestamp", "2026-03-01T10:00:00Z\u001f"),
         "not a timestamp": edit("InitiationTimestamp", "yesterday"),
         "number as timestamp": edit("LastUpdateTimestamp", 1767225600),
         "no contact id": edit("ContactId", None),
