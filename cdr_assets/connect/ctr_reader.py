@@ -114,9 +114,9 @@ COLUMNS_ARG = "{%s}" % ", ".join(f"'{k}': '{_type(v)}'" for k, v in _shape().ite
 # matches; a leaf that itself holds a separator can only match spuriously, which costs a decode.
 _NUMBER_OR_BOOL = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?|true|false"
 _NOT_STRING = rf"\x1f({_NUMBER_OR_BOOL})\x1f|\x1f[\[{{]"
-# Every timestamp leaf empty or in the CTR form, as Python's fromisoformat takes it: year 0001-9999,
-# hour 00-23, minute and second 00-59 (a cast or strptime alone takes hour 24 or year 0000). The cast checks
-# month and day; a leaf holding a separator fails the cast.
+# Every timestamp leaf empty or in the CTR form as Python's fromisoformat takes it: year 0001-9999,
+# hour 00-23, minute and second 00-59 (a cast or strptime alone takes hour 24 or year 0000). The
+# cast checks month and day; a leaf holding a separator fails the cast.
 _CTR_TIMESTAMP = (
     r"([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-[0-9]{2}-[0-9]{2}"
     r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z"
