@@ -30,8 +30,9 @@ def fact_contact_id_unique(warehouse: Warehouse) -> AssetCheckResult:
 
 @asset_check(
     description=(
-        "Every surrogate key of fact_contact resolves in its dimension, and the agent version it points "
-        "at was valid when the contact was initiated."
+        "Every surrogate key of fact_contact resolves in its dimension; the agent version it points at is "
+        "the one in force when the contact was initiated (contacts of one second in ContactId order), and "
+        "an agent's versions follow one another without gaps."
     ),
     **_CHECK,
 )

@@ -233,9 +233,9 @@ def test_incremental_agent_versions_match_a_load_of_everything_at_once():
             conn = _fresh()
             for lo, hi in itertools.pairwise([0, *cuts, len(records)]):
                 _load(conn, shuffled[lo:hi])
-            # (Not _checks_pass: its foreign-key check reads valid_to by the second, and these
-            # ties put contacts of one version in the second where the next one starts.)
             assert _snapshot(conn) == reference, seed
+            # These ties put contacts of one version in the second where the next one starts.
+            _checks_pass(conn)
 
 
 def test_a_newer_version_in_place_keeps_its_agent_version_and_the_username_follows_the_latest():
@@ -260,4 +260,47 @@ def test_a_newer_version_without_agent_drops_the_agent_version():
     rows = rows.fetchall()
     assert rows[0] == ("a", None, None) and rows[1][2] is not None
     assert _agent_history(conn) == [("Sales", T + timedelta(hours=1), None, True)]
+    _checks_pass(conn)
+
+
+def test_each_check_finds_what_it_checks():
+    # States alternating within one second (three versions whose boundaries fall inside it), then
+    # a contact a day later; each corruption below is rolled back before the next.
+    conn = _fresh()
+    recs = [ctr(cid, T, profile=p) for cid, p in (("s1", "Sales"), ("s2", "Support"), ("s3", "Sales"))]
+    _load(conn, [*recs, ctr("s4", T + timedelta(days=1), profile="Sales")])
+    _checks_pass(conn)
+    key = dict(conn.execute("SELECT contact_id, agent_key FROM connect.fact_contact").fetchall())
+    set_fact = "UPDATE connect.fact_contact SET {} WHERE contact_id = '{}'"
+    cases = [
+        (FOREIGN_KEY_SQL, set_fact.format(f"agent_key = {key['s3']}", "s1"), "agent_version_not_valid"),
+        (FOREIGN_KEY_SQL, set_fact.format(f"agent_key = {key['s2']}", "s4"), "agent_version_not_valid"),
+        # s2 into s1's version: the Support version is left without contacts.
+        (FOREIGN_KEY_SQL, set_fact.format(f"agent_key = {key['s1']}", "s2"), "agent_version_bounds"),
+        (
+            FOREIGN_KEY_SQL,
+            "UPDATE connect.dim_agent SET valid_to = valid_to + INTERVAL 1 SECOND "
+            f"WHERE agent_key = {key['s1']}",
+            "agent_version_bounds",
+        ),
+        (FOREIGN_KEY_SQL, set_fact.format("agent_key = 7", "s4"), "agent_unresolved"),
+        (FOREIGN_KEY_SQL, set_fact.format("queue_key = 7", "s4"), "queue_unresolved"),
+        (FOREIGN_KEY_SQL, set_fact.format("queue_key = NULL", "s4"), "queue_missing"),
+        (FOREIGN_KEY_SQL, set_fact.format("customer_key = 7", "s4"), "customer_unresolved"),
+        (FOREIGN_KEY_SQL, set_fact.format("date_key = 7", "s4"), "date_unresolved"),
+        (DURATION_SQL, set_fact.format("acw_duration = -1", "s4"), "negative_acw"),
+        (DURATION_SQL, set_fact.format("customer_hold_duration = -1", "s4"), "negative_hold"),
+        (
+            ORDER_SQL,
+            set_fact.format("disconnect_timestamp = initiation_timestamp - INTERVAL 1 SECOND", "s4"),
+            "disconnect_before_initiation",
+        ),
+    ]
+    for sql, corrupt, column in cases:
+        conn.execute("BEGIN")
+        conn.execute(corrupt)
+        violations, detail = run_check(conn, sql)
+        conn.execute("ROLLBACK")
+        # Moving a contact can break its versions' bounds too: at least this kind, maybe more.
+        assert violations >= detail[column] >= 1, (corrupt, detail)
     _checks_pass(conn)
