@@ -12,6 +12,7 @@ from datetime import date
 import duckdb
 import pyarrow as pa
 
+from cdr_assets.chime.ledger import ensure_tables
 from cdr_assets.chime.search import lake_glob
 
 STATS_COLUMNS = (
@@ -117,3 +118,15 @@ def store_daily_stats(conn: duckdb.DuckDBPyConnection, day: date, table: pa.Tabl
         raise
     finally:
         conn.unregister("new_stats")
+
+
+def days_to_refresh(conn: duckdb.DuckDBPyConnection, delivery_day: date) -> list[date]:
+    """``delivery_day`` and every other end day that the day's deliveries added lake files to:
+    CDRs delivered late belong to an earlier day, whose statistics would otherwise miss them."""
+    ensure_tables(conn)
+    rows = conn.execute(
+        "SELECT DISTINCT end_day FROM chime.lake_files WHERE delivery_day = ? AND kind = 'cdrs' "
+        "AND state = 'committed' AND end_day IS NOT NULL",
+        [delivery_day],
+    ).fetchall()
+    return sorted({delivery_day, *(r[0] for r in rows)})

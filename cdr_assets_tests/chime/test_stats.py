@@ -10,8 +10,15 @@ from dagster import materialize
 from cdr_assets import cli
 from cdr_assets.chime.stats import call_stats
 from cdr_assets.chime.stats_assets import chime_call_stats
-from cdr_assets_tests.chime.factory import VC
-from cdr_assets_tests.chime.lake import DAY, VC2, build_lake, lake_connection
+from cdr_assets_tests.chime.factory import VC, at, cdr, put_cdr
+from cdr_assets_tests.chime.lake import (
+    DAY,
+    VC2,
+    build_lake,
+    ingest_day,
+    lake_connection,
+    warehouse_connection,
+)
 
 
 def test_stats_per_day_and_voice_connector(cdr_env):
@@ -75,3 +82,26 @@ def test_cli_stats(local_env, capsys):
     assert "p95_billable_seconds" in out and str(DAY) in out
     assert cli.main(["stats", "--from", to, "--to", frm]) == 2
     assert date.fromisoformat(to) > date.fromisoformat(frm)
+
+
+def test_a_late_delivery_refreshes_the_day_it_belongs_to(local_env):
+    build_lake(local_env)
+    before = DAY - timedelta(1)
+    materialize([chime_call_stats], partition_key=str(before), resources=local_env.resources())
+    # A call that ended just before midnight, delivered two days later.
+    late = cdr("late1", at(before, "23:59:00"), duration=120)
+    put_cdr(local_env.storage(), local_env.chime_cdr_bucket, late, at(DAY + timedelta(1), "00:10:00"))
+    conn = warehouse_connection(local_env)
+    try:
+        ingest_day(local_env, conn, DAY + timedelta(1))
+    finally:
+        conn.close()
+    after = str(DAY + timedelta(1))
+    result = materialize([chime_call_stats], partition_key=after, resources=local_env.resources())
+    (mat,) = result.asset_materializations_for_node("chime_call_stats")
+    assert mat.metadata["calls"].value == 0  # nothing ended on the partition day itself
+    assert mat.metadata["late_days_recomputed"].value == {str(before): 2}
+    conn = duckdb.connect(str(local_env.home / "warehouse.duckdb"), read_only=True)
+    rows = conn.execute("SELECT day, calls FROM chime.daily_call_stats ORDER BY day").fetchall()
+    conn.close()
+    assert rows == [(before, 2)]  # a3 and the late call; the partition day has no calls, so no row
