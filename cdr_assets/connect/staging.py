@@ -25,7 +25,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -118,9 +118,21 @@ def _fetch(storage: Storage, bucket: str, key: str) -> bytes | None:
         return None  # deleted between listing and reading
 
 
-def read_chunk(storage: Storage, bucket: str, keys: Sequence[str], delivery_day: date) -> ReadResult:
-    """Fetch and parse some files (runs in a worker process for large days)."""
-    blobs = fetch_all(storage, lambda k: _fetch(storage, bucket, k), keys, threads=S3_READ_THREADS)
+def read_chunk(
+    storage: Storage,
+    bucket: str,
+    keys: Sequence[str],
+    delivery_day: date,
+    copies: Mapping[str, str] | None = None,
+) -> ReadResult:
+    """Fetch and parse some files (runs in a worker process for large days). ``copies``: local
+    copies of keys already downloaded (key -> path), read instead of fetched again."""
+    have = copies or {}
+
+    def fetch(key: str) -> bytes | None:
+        return Path(have[key]).read_bytes() if key in have else _fetch(storage, bucket, key)
+
+    blobs = fetch_all(storage, fetch, keys, threads=S3_READ_THREADS)
     tables, bad_rows, per_file, nbytes = [], [], [], 0
     for key, data in zip(keys, blobs, strict=True):
         if data is None:
@@ -164,13 +176,18 @@ def read_files(
             per_file += [(paths[p], n, n, 0) for p, n in fast.records.items()]
             nbytes += sum(located[p][2] for p in fast.records)
             fast_rows.append(_with_keys(fast.rows, paths))
-    parts = map_chunks(
-        partial(read_chunk, storage, bucket, delivery_day=delivery_day),
-        sorted(slow_keys),
-        chunk_size=CHUNK_FILES,
-        workers=workers or os.cpu_count() or 1,
-        serial_up_to=3,
-    )
+        # From S3, the files DuckDB left are already in the scratch folder: the decoder reads those
+        # copies (still there: it runs inside this block) instead of downloading them again.
+        slow = sorted(slow_keys)
+        downloaded = {key: p for p, (key, _, _) in located.items()} if storage.mode == "s3" else {}
+        copies = {k: downloaded[k] for k in slow if k in downloaded}
+        parts = map_chunks(
+            partial(read_chunk, storage, bucket, delivery_day=delivery_day, copies=copies),
+            slow,
+            chunk_size=CHUNK_FILES,
+            workers=workers or os.cpu_count() or 1,
+            serial_up_to=3,
+        )
     streamed = [finish(p.rows) for p in parts if p.rows.num_rows]
     rows = in_staged_order(pa.concat_tables([STAGED_SCHEMA.empty_table(), *fast_rows, *streamed]))
     return ReadResult(

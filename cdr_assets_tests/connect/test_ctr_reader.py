@@ -196,15 +196,23 @@ def test_identical_deliveries_hash_alike_whichever_path_reads_them():
     assert rows.num_rows == 6 and len(set(rows["record_hash"].to_pylist())) == 3
 
 
-def test_both_storage_modes_read_by_duckdb_and_a_vanished_file_is_accounted_for(cdr_env):
+def test_both_storage_modes_read_by_duckdb_and_a_vanished_file_is_accounted_for(cdr_env, monkeypatch):
     store = cdr_env.storage()
     bucket = cdr_env.connect_bucket
     generate_ctrs(store, bucket, contacts=200, days=1, start=DAY, seed=3, records_per_file=40)
+    odd = firehose_key(T, suffix="odd")  # left to the streaming decoder
+    store.put(bucket, odd, concatenated([ctr("o1", T), _odd_values()["number in a string field"]]))
     keys = sorted(o.key for o in store.list_objects(bucket, "ctr/"))
     files = {k: store.get(bucket, k) for k in keys}
     gone = firehose_key(T, suffix="gone")  # listed, then deleted before it was read
+    gets: list[str] = []
+    real_get = store.get
+    monkeypatch.setattr(store, "get", lambda b, k, *a, **kw: gets.append(k) or real_get(b, k, *a, **kw))
     staged = read_files(store, bucket, [*keys, gone], DAY, workers=1)
-    reference, _ = _streamed(files)
-    assert staged.streamed == 1 and staged.rows.equals(reference)
-    assert staged.quarantine["reason_code"].to_pylist() == ["vanished"]
+    reference, reference_bad = _streamed(files)
+    assert staged.streamed == 2 and staged.rows.equals(reference)
+    reasons = sorted(staged.quarantine["reason_code"].to_pylist())
+    assert reasons == sorted(["vanished", *(code for _, _, code in reference_bad)])
     assert staged.bytes_read == sum(len(d) for d in files.values())
+    if cdr_env.mode == "s3":  # every object downloaded once, the rejected one included
+        assert sorted(k for k in gets if k != gone) == keys
