@@ -284,7 +284,8 @@ def stage_delivery_day(
     init_day = pc.cast(rows["initiation_timestamp"], pa.date32()).to_numpy()
     starts = run_starts(init_day)
     planned: list[tuple[str, str, date | None, pa.Table]] = []
-    for start, end in zip(starts, [*starts[1:], len(init_day)], strict=True):
+    ends = [*starts[1:], len(init_day)] if len(starts) else []  # no rows: no slice
+    for start, end in zip(starts, ends, strict=True):
         day = init_day[start].item()
         for n, (offset, length) in enumerate(file_parts(end - start)):
             key = staged_file_key(day, delivery_day, report.batch_id, n)

@@ -58,3 +58,21 @@ def test_a_big_initiation_day_is_split_into_parts_that_load_like_one_file(tmp_pa
     ).fetchone()  # type: ignore[misc]
     staged_ids = {c for k in staged for c in pq.read_table(store.uri("lake", k))["contact_id"].to_pylist()}
     assert facts == contacts == len(staged_ids)
+
+
+def test_a_day_without_a_valid_record_stages_nothing_and_balances(tmp_path):
+    # Replace mode (UI, backfill) on a day with no files, then on a day whose only record is bad.
+    store = LocalStorage(tmp_path / "store")
+    store.ensure_bucket("c")
+    conn = duckdb.connect(str(tmp_path / "w.duckdb"))
+    empty = stage_delivery_day(
+        store, conn, connect_bucket="c", lake_bucket="lake", ctr_prefix="ctr/", delivery_day=DAY, workers=1
+    )
+    assert (empty.records_in, empty.rows_staged, empty.files_written) == (0, 0, [])
+    store.put("c", f"ctr/{DAY:%Y/%m/%d}/09/stream-1-{DAY}-09-00-00-x", b'{"ContactId": 5}')
+    bad = stage_delivery_day(
+        store, conn, connect_bucket="c", lake_bucket="lake", ctr_prefix="ctr/", delivery_day=DAY, workers=1
+    )
+    assert (bad.records_in, bad.rows_staged, bad.quarantined) == (1, 0, 1)
+    assert [k for k in bad.files_written if k.startswith(schema.STAGING_PREFIX)] == []
+    assert load_partition(conn, store, "lake", DAY).inserted == 0
