@@ -22,6 +22,14 @@ def _resources() -> Iterator[tuple[Any, dict[str, Any]]]:
         yield defs, {k: getattr(res, k) for k in defs.resources}
 
 
+# The figures a run summary line shows, per asset it materialized.
+_SHOWN = {
+    "processed_cdrs": ("objects_in", "rows_written", "quarantined", "duplicates_dropped", "already_ingested"),
+    "connect_ctrs": ("records_in", "rows_staged", "quarantined"),
+    "fact_contact": ("inserted", "updated_to_newer_version", "stale_or_duplicate"),
+}
+
+
 def _print_outcomes(outcomes) -> bool:
     ok = True
     for o in outcomes:
@@ -30,11 +38,11 @@ def _print_outcomes(outcomes) -> bool:
             continue
         ok &= o.success
         status = "ok" if o.success else "FAILED"
-        lake = o.metadata.get("processed_cdrs", {})
         figures = ", ".join(
-            f"{k}={lake[k]}"
-            for k in ("objects_in", "rows_written", "quarantined", "duplicates_dropped", "already_ingested")
-            if k in lake
+            f"{k}={o.metadata[asset][k]}"
+            for asset, names in _SHOWN.items()
+            for k in names
+            if k in o.metadata.get(asset, {})
         )
         print(f"  {o.source} partition {o.partition_key} [{status}] {figures}  run {o.run_id[:8]}")
     return ok
@@ -130,18 +138,24 @@ def cmd_process(args: argparse.Namespace) -> int:
     return 0 if _print_outcomes(outcomes) else 1
 
 
-def _backfill(defs, days: list[date]) -> bool:
+def _backfill(defs, days: list[date], source: str = "chime") -> bool:
     from dagster import DagsterInstance
 
-    from cdr_assets.chime.assets import PROCESSED_CDRS, QUARANTINED_CDRS
     from cdr_assets.headless import execute_assets
 
+    if source == "connect":
+        from cdr_assets.connect.assets import connect_ctr_staging, connect_star_schema
+
+        # Staging and the star schema of each delivery day, in that order (one run per day).
+        keys = [*connect_ctr_staging.keys, *connect_star_schema.keys]
+    else:
+        from cdr_assets.chime.assets import PROCESSED_CDRS, QUARANTINED_CDRS
+
+        keys = [PROCESSED_CDRS, QUARANTINED_CDRS]
     settings.ensure_dagster_home()
     instance = DagsterInstance.get()
     outcomes = [
-        execute_assets(
-            defs, instance, [PROCESSED_CDRS, QUARANTINED_CDRS], partition_key=d.isoformat(), source="backfill"
-        )
+        execute_assets(defs, instance, keys, partition_key=d.isoformat(), source=f"backfill:{source}")
         for d in days
     ]
     return _print_outcomes(outcomes)
@@ -154,7 +168,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         print("--to is before --from", file=sys.stderr)
         return 2
     days = [args.start + timedelta(n) for n in range((args.end - args.start).days + 1)]
-    return 0 if _backfill(defs, days) else 1
+    return 0 if _backfill(defs, days, args.source) else 1
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -306,9 +320,17 @@ def main(argv: list[str] | None = None) -> int:
     proc.add_argument("--include-schedules", action="store_true")
     proc.set_defaults(func=cmd_process)
 
-    back = sub.add_parser("backfill", help="(re)build delivery-day partitions of the CDR lake")
+    back = sub.add_parser(
+        "backfill", help="(re)build delivery-day partitions of the CDR lake, or of the Connect warehouse"
+    )
     back.add_argument("--from", dest="start", type=_date, required=True)
     back.add_argument("--to", dest="end", type=_date, required=True)
+    back.add_argument(
+        "--source",
+        choices=["chime", "connect"],
+        default="chime",
+        help="chime: CDRs into the lake (default); connect: CTRs staged and loaded into the star schema",
+    )
     back.set_defaults(func=cmd_backfill)
 
     dev = sub.add_parser("dev", help="the Dagster UI with sensors and schedules")
