@@ -124,15 +124,16 @@ _CTR_TIMESTAMP = (
 _TIMESTAMPS = rf"(\x1f({_CTR_TIMESTAMP})?)*\x1f"
 
 
-def _leaf(kind: str, v: str) -> tuple[str, str]:
-    """SQL for "``flatten`` takes this leaf as it is", and for its value."""
+def _leaf(kind: str, v: str) -> tuple[str | None, str]:
+    """SQL for "``flatten`` takes this leaf as it is" (None: checked with others, in ``_select``),
+    and for its value."""
     if kind == "intent":
-        return "true", f"json_extract_string({v}, '$.Intent')"  # checked with the Attributes
+        return None, f"json_extract_string({v}, '$.Intent')"  # checked with the Attributes
     if kind == "digits":
         unquoted = f"CASE WHEN contains({v}, '\\') THEN {v} ->> '$' ELSE {v}[2:-2] END"
         return f"({v} IS NULL OR left({v}, 1) = '\"')", unquoted
     if kind == "str":
-        return "true", v  # checked all at once: _NOT_STRING
+        return None, v  # checked all at once: _NOT_STRING
     if kind == "int":  # flatten also takes floats (truncated) and refuses negatives: left to it
         return f"({v} IS NULL OR regexp_full_match({v}, '[0-9]{{1,18}}'))", f"CAST({v} AS BIGINT)"
     # The CTR form only (a number cast to text never has it; _CTR_TIMESTAMP checks it for all
@@ -152,7 +153,7 @@ def _select() -> str:
     checks, values = [], []
     for name, (kind, path) in FIELDS.items():
         ok, value = _leaf(kind, path)
-        if ok != "true":
+        if ok is not None:
             checks.append(ok)
         values.append(f"{value} AS {name}")
 
@@ -254,9 +255,12 @@ def _read_batch(
     return None
 
 
-def run_starts(values: np.ndarray) -> np.ndarray:
-    """Where each run of equal consecutive values starts."""
-    return np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.array([], int)
+def runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each run of equal consecutive values starts, and its length (none for no values)."""
+    if not len(values):
+        return np.array([], int), np.array([], int)
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    return starts, np.diff(np.r_[starts, len(values)])
 
 
 def _keep_whole_files(raw: pa.Table, paths: list[str], out: ReaderResult) -> pa.Table:
@@ -264,10 +268,9 @@ def _keep_whole_files(raw: pa.Table, paths: list[str], out: ReaderResult) -> pa.
     codes = keys.indices.to_numpy()
     names = keys.dictionary.to_pylist()
     # Rows arrive in file order, then record order (DuckDB keeps insertion order): runs of one file.
-    starts = run_starts(codes)
+    starts, lengths = runs(codes)
     if len(starts) != len(names):
         raise RuntimeError("DuckDB returned the records of a file out of order; cannot number them")
-    lengths = np.diff(np.r_[starts, len(codes)])
     ok = raw["ok"].combine_chunks().to_numpy(zero_copy_only=False)
     keep = np.ones(len(codes), bool)
     counted = dict.fromkeys(paths, 0)  # a file without records (empty) is read whole too

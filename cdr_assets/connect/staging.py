@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 
 from cdr_assets.chime.ingest import KeyRange, batch_id, list_range
 from cdr_assets.chime.ledger import LAKE_FILES_DDL, files_in_state, known_keys, remove_files
-from cdr_assets.connect.ctr_reader import finish, in_staged_order, read_ctr_files, run_starts
+from cdr_assets.connect.ctr_reader import finish, in_staged_order, read_ctr_files, runs
 from cdr_assets.connect.parse import parse_file
 from cdr_assets.connect.schema import (
     QUARANTINE_SCHEMA,
@@ -282,12 +282,10 @@ def stage_delivery_day(
     rows = result.rows
     # Rows come in initiation order: each initiation day is one slice.
     init_day = pc.cast(rows["initiation_timestamp"], pa.date32()).to_numpy()
-    starts = run_starts(init_day)
     planned: list[tuple[str, str, date | None, pa.Table]] = []
-    ends = [*starts[1:], len(init_day)] if len(starts) else []  # no rows: no slice
-    for start, end in zip(starts, ends, strict=True):
+    for start, rows_of_day in zip(*runs(init_day), strict=True):
         day = init_day[start].item()
-        for n, (offset, length) in enumerate(file_parts(end - start)):
+        for n, (offset, length) in enumerate(file_parts(int(rows_of_day))):
             key = staged_file_key(day, delivery_day, report.batch_id, n)
             planned.append(("ctrs", key, day, rows.slice(start + offset, length)))
     if result.quarantine.num_rows:
