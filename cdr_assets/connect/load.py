@@ -194,17 +194,20 @@ def _upsert_dimensions(conn: duckdb.DuckDBPyConnection, staged: str) -> None:
         "ON CONFLICT DO NOTHING"
     )
     # The state columns are not in ``nb``: the batch is read again only when it has new states.
-    (new_states,) = ex(
-        "SELECT count(*) FROM (SELECT agent_state_hash FROM nb WHERE agent_state_hash IS NOT NULL "
-        "EXCEPT SELECT state_hash FROM connect.agent_states)"
-    ).fetchone()  # type: ignore[misc]
+    new_states = [
+        r[0]
+        for r in ex(
+            "SELECT agent_state_hash FROM nb WHERE agent_state_hash IS NOT NULL "
+            "EXCEPT SELECT state_hash FROM connect.agent_states"
+        ).fetchall()
+    ]
     if new_states:
         # One contact per new state (equal hashes are equal states): a small join build side.
         ex(
             "INSERT INTO connect.agent_states SELECT nb.agent_state_hash, "
             f"{', '.join('s.' + c for c in AGENT_STATE)} FROM {staged} s JOIN (SELECT DISTINCT ON "
-            f"(agent_state_hash) * FROM nb WHERE agent_state_hash IN (SELECT agent_state_hash FROM nb "
-            f"EXCEPT SELECT state_hash FROM connect.agent_states)) nb ON {_WINNER}"
+            f"(agent_state_hash) * FROM nb WHERE list_contains(?, agent_state_hash)) nb ON {_WINNER}",
+            [new_states],
         )
 
 
