@@ -1,6 +1,6 @@
 """Staging writes each initiation day as staged files of at most ``STAGED_FILE_ROWS`` rows."""
 
-from datetime import date
+from datetime import date, datetime
 
 import duckdb
 import pyarrow as pa
@@ -13,6 +13,7 @@ from cdr_assets.connect.generate import generate_ctrs
 from cdr_assets.connect.load import load_partition
 from cdr_assets.connect.staging import stage_delivery_day
 from cdr_assets.storage import LocalStorage
+from cdr_assets_tests.connect.factory import firehose_key
 
 DAY = date(2026, 3, 1)
 
@@ -69,7 +70,7 @@ def test_a_day_without_a_valid_record_stages_nothing_and_balances(tmp_path):
         store, conn, connect_bucket="c", lake_bucket="lake", ctr_prefix="ctr/", delivery_day=DAY, workers=1
     )
     assert (empty.records_in, empty.rows_staged, empty.files_written) == (0, 0, [])
-    store.put("c", f"ctr/{DAY:%Y/%m/%d}/09/stream-1-{DAY}-09-00-00-x", b'{"ContactId": 5}')
+    store.put("c", firehose_key(datetime(2026, 3, 1, 9)), b'{"ContactId": 5}')
     bad = stage_delivery_day(
         store, conn, connect_bucket="c", lake_bucket="lake", ctr_prefix="ctr/", delivery_day=DAY, workers=1
     )
