@@ -143,22 +143,49 @@ def _backfill(defs, days: list[date], source: str = "chime") -> bool:
 
     from cdr_assets.headless import execute_assets
 
-    if source == "connect":
-        from cdr_assets.connect.assets import connect_ctr_staging, connect_star_schema
-
-        # Staging and the star schema of each delivery day, in that order (one run per day).
-        keys = [*connect_ctr_staging.keys, *connect_star_schema.keys]
-    else:
-        from cdr_assets.chime.assets import PROCESSED_CDRS, QUARANTINED_CDRS
-
-        keys = [PROCESSED_CDRS, QUARANTINED_CDRS]
     settings.ensure_dagster_home()
     instance = DagsterInstance.get()
+    if source == "connect":
+        from cdr_assets.connect.assets import BACKFILL_DAYS_PER_RUN, connect_warehouse
+
+        # Runs of up to a week of consecutive days, as the asset's backfill policy cuts a UI
+        # backfill: each run stages the next day while the previous one loads.
+        outcomes = [
+            execute_assets(
+                defs,
+                instance,
+                connect_warehouse.keys,
+                partition_key=None,
+                partition_range=(run[0].isoformat(), run[-1].isoformat()),
+                source="backfill:connect",
+            )
+            for run in _consecutive_runs(days, BACKFILL_DAYS_PER_RUN)
+        ]
+        return _print_outcomes(outcomes)
+    from cdr_assets.chime.assets import PROCESSED_CDRS, QUARANTINED_CDRS
+
     outcomes = [
-        execute_assets(defs, instance, keys, partition_key=d.isoformat(), source=f"backfill:{source}")
+        execute_assets(
+            defs,
+            instance,
+            [PROCESSED_CDRS, QUARANTINED_CDRS],
+            partition_key=d.isoformat(),
+            source=f"backfill:{source}",
+        )
         for d in days
     ]
     return _print_outcomes(outcomes)
+
+
+def _consecutive_runs(days: list[date], most: int) -> list[list[date]]:
+    """``days`` (sorted, distinct) cut into runs of at most ``most`` consecutive days."""
+    runs: list[list[date]] = []
+    for day in sorted(set(days)):
+        if runs and len(runs[-1]) < most and (day - runs[-1][-1]).days == 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:

@@ -11,8 +11,7 @@ from cdr_assets.chime.checks import chime_checks  # noqa: E402
 from cdr_assets.chime.sensors import chime_cdr_sensor  # noqa: E402
 from cdr_assets.chime.stats_assets import chime_call_stats  # noqa: E402
 from cdr_assets.connect.assets import (  # noqa: E402
-    connect_ctr_staging,
-    connect_star_schema,
+    connect_warehouse,
     raw_connect_ctrs,
 )
 from cdr_assets.connect.checks import connect_checks  # noqa: E402
@@ -38,8 +37,7 @@ defs = Definitions(
         chime_call_stats,
         chime_billing_report,
         raw_connect_ctrs,
-        connect_ctr_staging,
-        connect_star_schema,
+        connect_warehouse,
         contact_center_report,
         connect_call_recordings,
         recordings_compression,

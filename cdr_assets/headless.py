@@ -60,8 +60,16 @@ def execute_assets(
     run_config: Mapping[str, Any] | None = None,
     tags: Mapping[str, str] | None = None,
     source: str = "manual",
+    partition_range: tuple[str, str] | None = None,
 ) -> RunOutcome:
+    """One in-process run of ``keys`` for ``partition_key``, or for the partitions of
+    ``partition_range`` (first, last) in one run, as a backfill policy of several days runs them."""
     keys = sorted(set(keys), key=lambda k: k.to_user_string())
+    tags = dict(tags or {})
+    if partition_range is not None:
+        tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"] = (
+            partition_range
+        )
     job = defs.resolve_implicit_global_asset_job_def()
     # Headless output is the summary; Dagster's per-step events stay in the run's event log.
     config = {"loggers": {"console": {"config": {"log_level": settings.get("CDR_LOG_LEVEL")}}}}
@@ -70,7 +78,7 @@ def execute_assets(
         instance=instance,
         partition_key=partition_key,
         asset_selection=keys,
-        tags=dict(tags or {}),
+        tags=tags,
         raise_on_error=False,
     )
     metadata = {
@@ -80,8 +88,9 @@ def execute_assets(
         for ev in result.get_asset_materialization_events()
         if ev.asset_key is not None
     }
+    shown = partition_key if partition_range is None else "..".join(partition_range)
     return RunOutcome(
-        source, partition_key, [k.to_user_string() for k in keys], result.success, result.run_id, metadata
+        source, shown, [k.to_user_string() for k in keys], result.success, result.run_id, metadata
     )
 
 

@@ -107,7 +107,12 @@ def test_backfill_of_the_connect_warehouse(local_env):
         env=env,
     )
     assert back.returncode == 0, back.stderr
-    assert back.stdout.count("[ok]") == 4 and "records_in=" in back.stdout and "inserted=" in back.stdout
+    # The four days are one run (the asset's backfill policy allows a week), reported as a range.
+    assert (
+        back.stdout.count("[ok]") == 1
+        and f"partition {start}..{start + timedelta(days=3)} [ok]" in back.stdout
+    )
+    assert "records_in=" in back.stdout and "inserted=" in back.stdout
     conn = duckdb.connect(os.environ["CDR_WAREHOUSE"], read_only=True)
     facts, contacts = conn.execute(
         "SELECT count(*), count(DISTINCT contact_id) FROM connect.fact_contact"
@@ -117,3 +122,14 @@ def test_backfill_of_the_connect_warehouse(local_env):
     ).fetchone()
     conn.close()
     assert facts == contacts == 300 and staged[0] >= 300  # versions and duplicate deliveries are staged too
+
+
+def test_backfill_runs_are_consecutive_days_up_to_a_week():
+    from datetime import date
+
+    from cdr_assets.cli import _consecutive_runs
+
+    day = date(2026, 1, 1)
+    days = [day + timedelta(n) for n in (*range(9), 10, 12, 13)]
+    runs = _consecutive_runs(list(reversed(days)) + days[:2], 7)
+    assert [(r[0].day, len(r)) for r in runs] == [(1, 7), (8, 2), (11, 1), (13, 2)]

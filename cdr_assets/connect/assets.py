@@ -1,4 +1,10 @@
-"""Dagster shell of the Connect warehouse: staging, the star schema, the contact-center report."""
+"""Dagster shell of the Connect warehouse: staging and the star schema, as one step per run.
+
+Staging and loading are one multi-asset so that a run of several delivery days can stage the next
+day while the previous one loads (``connect.pipeline``): the two use the cores unevenly, and as
+separate steps they could never overlap (both write the one DuckDB file). A backfill runs up to
+``BACKFILL_DAYS_PER_RUN`` days per run; the sensor's runs are one day each.
+"""
 
 from datetime import date
 
@@ -6,6 +12,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetSpec,
+    BackfillPolicy,
     Backoff,
     Config,
     MaterializeResult,
@@ -20,6 +27,7 @@ from pydantic import Field
 from cdr_assets.chime.assets import KeyRangeConfig, delivery_days
 from cdr_assets.chime.ingest import KeyRange
 from cdr_assets.connect.load import load_partition
+from cdr_assets.connect.pipeline import DayResult, stage_and_load
 from cdr_assets.connect.schema import STAGED_SCHEMA
 from cdr_assets.connect.staging import stage_delivery_day
 from cdr_assets.resources import CdrStorage, ConnectSettings, Warehouse
@@ -30,6 +38,9 @@ STAGED_CTRS = AssetKey("connect_ctrs")
 QUARANTINED_CTRS = AssetKey("quarantined_ctrs")
 FACT_CONTACT = AssetKey("fact_contact")
 DIMENSIONS = {name: AssetKey(name) for name in ("dim_agent", "dim_queue", "dim_customer", "dim_date")}
+# Days per backfill run: enough to keep the staging of the next day beside the load, few enough
+# that a retry (the whole run again; every step is idempotent) stays cheap.
+BACKFILL_DAYS_PER_RUN = 7
 
 _RETRY = RetryPolicy(max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL)
 
@@ -50,14 +61,32 @@ class CtrStagingConfig(Config):
     ranges: list[KeyRangeConfig] | None = Field(
         default=None,
         description=(
-            "Key ranges to take in (set by the sensor: only files not yet ingested are read). Leave empty to "
-            "(re)build the whole delivery day, replacing its files."
+            "Key ranges to take in (set by the sensor, for a run of one delivery day: only files not yet "
+            "ingested are read). Leave empty to (re)build the run's delivery days, replacing their files."
         ),
     )
 
 
 def prefix_of(settings: ConnectSettings) -> str:
     return settings.ctr_prefix.rstrip("/") + "/"
+
+
+_STAR_DOCS = {
+    "fact_contact": (
+        "One row per ContactId: the CTR version with the latest LastUpdateTimestamp, with surrogate keys "
+        "to dim_agent (version valid at initiation), dim_queue, dim_customer, dim_date, queue wait, "
+        "handle time and an abandoned flag. DuckDB table connect.fact_contact."
+    ),
+    "dim_agent": (
+        "Agents (ARN, username, routing profile, hierarchy levels 1-5), type 2: a new version when the "
+        "routing profile or hierarchy changes (valid_from / valid_to / is_current). connect.dim_agent."
+    ),
+    "dim_queue": "Queues (ARN, name). connect.dim_queue.",
+    "dim_customer": (
+        "Customers: customer_id = UUIDv5 of endpoint type + address, type, address. connect.dim_customer."
+    ),
+    "dim_date": "Calendar days of contact initiation (UTC). connect.dim_date.",
+}
 
 
 @multi_asset(
@@ -86,30 +115,40 @@ def prefix_of(settings: ConnectSettings) -> str:
             ),
             kinds={"parquet", "s3"},
         ),
+        *(
+            AssetSpec(AssetKey(name), deps=[STAGED_CTRS], description=doc, kinds={"duckdb"})
+            for name, doc in _STAR_DOCS.items()
+        ),
     ],
-    name="connect_ctr_staging",
+    name="connect_warehouse",
     group_name="connect",
     partitions_def=delivery_days,
+    backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=BACKFILL_DAYS_PER_RUN),
     pool="duckdb",
     retry_policy=_RETRY,
 )
-def connect_ctr_staging(
+def connect_warehouse(
     context: AssetExecutionContext,
     config: CtrStagingConfig,
     storage: CdrStorage,
     warehouse: Warehouse,
     connect_settings: ConnectSettings,
 ):
-    """Stage one delivery day of Firehose CTR files (incrementally from the sensor)."""
-    day = date.fromisoformat(context.partition_key)
+    """Stage the run's delivery days of Firehose CTR files (incrementally from the sensor) and merge
+    the staged files not loaded yet into the star schema (upserts only)."""
+    days = [date.fromisoformat(k) for k in context.partition_keys]
+    if config.ranges is not None and len(days) != 1:
+        raise ValueError(f"key ranges apply to a run of one delivery day, not {len(days)}")
     ranges = (
         None
         if config.ranges is None
         else [KeyRange(r.prefix, r.start_after, r.end_at) for r in config.ranges]
     )
-    with warehouse.get_connection() as conn:
-        report = stage_delivery_day(
-            storage.get(),
+    store = storage.get()
+
+    def stage(conn, day: date):
+        return stage_delivery_day(
+            store,
             conn,
             connect_bucket=storage.connect_bucket,
             lake_bucket=storage.lake_bucket,
@@ -119,120 +158,126 @@ def connect_ctr_staging(
             run_id=context.run.run_id,
             workers=connect_settings.ingest_workers or None,
         )
+
+    done: list[DayResult] = []
+    with warehouse.get_connection() as conn:
+        for result in stage_and_load(
+            conn, days, stage, lambda c, day: load_partition(c, store, storage.lake_bucket, day)
+        ):
+            s, ld = result.staging, result.load
+            context.log.info(
+                f"{result.delivery_day}: {s.files_in} files, {s.records_in} records -> {s.rows_staged} "
+                f"staged, {s.quarantined} quarantined in {s.seconds:.1f}s; {ld.rows_in} rows -> "
+                f"{ld.inserted} new contacts, {ld.updated} updated, {ld.stale_versions} stale in "
+                f"{ld.seconds:.1f}s"
+            )
+            done.append(result)
         totals = dict(
             conn.execute(
                 "SELECT kind, coalesce(sum(row_count), 0) FROM connect.lake_files "
-                "WHERE delivery_day = ? AND state = 'committed' GROUP BY kind",
-                [day],
+                "WHERE list_contains(?, delivery_day) AND state = 'committed' GROUP BY kind",
+                [days],
             ).fetchall()
         )
-    context.log.info(
-        f"{day}: {report.files_in} files, {report.records_in} records -> {report.rows_staged} staged, "
-        f"{report.quarantined} quarantined in {report.seconds:.1f}s"
-    )
+    yield from _results(done, totals)
+
+
+def _results(done: list[DayResult], totals: dict[str, int]):
+    """One MaterializeResult per asset. A run of several days records the same metadata on each
+    of its partitions, so the figures are the run's: totals and a table per day."""
+    staged = [d.staging for d in done]
+    loads = [d.load for d in done]
+    records_in = sum(s.records_in for s in staged)
+    rows_staged = sum(s.rows_staged for s in staged)
+    quarantined = sum(s.quarantined for s in staged)
+    staging_seconds = sum(s.seconds for s in staged)
+    reasons: dict[str, int] = {}
+    per_init_day: dict[str, int] = {}
+    for s in staged:
+        for reason, n in s.quarantine_reasons.items():
+            reasons[reason] = reasons.get(reason, 0) + n
+        for day, n in s.rows_per_initiation_day.items():
+            per_init_day[day] = per_init_day.get(day, 0) + n
+    run = {"delivery_days": MetadataValue.json([str(d.delivery_day) for d in done])}
+    if len(done) > 1:
+        run["per_delivery_day"] = MetadataValue.md(
+            markdown_table(
+                ["delivery day", "records in", "staged", "quarantined", "new contacts", "updated", "stale"],
+                [
+                    (
+                        str(d.delivery_day),
+                        d.staging.records_in,
+                        d.staging.rows_staged,
+                        d.staging.quarantined,
+                        d.load.inserted,
+                        d.load.updated,
+                        d.load.stale_versions,
+                    )
+                    for d in done
+                ],
+            )
+        )
     yield MaterializeResult(
         asset_key=STAGED_CTRS,
         metadata={
+            **run,
             "dagster/row_count": totals.get("ctrs", 0),
-            "mode": report.mode,
-            "files_listed": report.files_listed,
-            "already_ingested": report.already_ingested,
-            "files_in": report.files_in,
-            "files_streamed": report.files_streamed,
-            "records_in": report.records_in,
-            "rows_staged": report.rows_staged,
-            "quarantined": report.quarantined,
+            "mode": staged[0].mode,
+            "files_listed": sum(s.files_listed for s in staged),
+            "already_ingested": sum(s.already_ingested for s in staged),
+            "files_in": sum(s.files_in for s in staged),
+            "files_streamed": sum(s.files_streamed for s in staged),
+            "records_in": records_in,
+            "rows_staged": rows_staged,
+            "quarantined": quarantined,
             "accounting": MetadataValue.text(
-                f"{report.records_in} records = {report.rows_staged} staged "
-                f"+ {report.quarantined} quarantined"
+                f"{records_in} records = {rows_staged} staged + {quarantined} quarantined"
             ),
             "rows_per_initiation_day": MetadataValue.md(
-                markdown_table(["initiation day", "rows"], report.rows_per_initiation_day.items())
+                markdown_table(["initiation day", "rows"], sorted(per_init_day.items()))
             ),
-            "files_written": MetadataValue.json(report.files_written),
-            "files_removed": len(report.files_removed),
-            "records_per_second": round(report.records_in / report.seconds, 1) if report.seconds else 0.0,
-            "seconds": round(report.seconds, 2),
+            "files_written": MetadataValue.json([f for s in staged for f in s.files_written]),
+            "files_removed": sum(len(s.files_removed) for s in staged),
+            "records_per_second": round(records_in / staging_seconds, 1) if staging_seconds else 0.0,
+            "seconds": round(staging_seconds, 2),
         },
     )
     yield MaterializeResult(
         asset_key=QUARANTINED_CTRS,
         metadata={
+            **run,
             "dagster/row_count": totals.get("quarantine", 0),
-            "quarantined_this_run": report.quarantined,
+            "quarantined_this_run": quarantined,
             "reasons": MetadataValue.md(
-                markdown_table(["reason", "records"], report.quarantine_reasons.items())
+                markdown_table(["reason", "records"], sorted(reasons.items(), key=lambda r: -r[1]))
             ),
         },
     )
-
-
-_STAR_DOCS = {
-    "fact_contact": (
-        "One row per ContactId: the CTR version with the latest LastUpdateTimestamp, with surrogate keys "
-        "to dim_agent (version valid at initiation), dim_queue, dim_customer, dim_date, queue wait, "
-        "handle time and an abandoned flag. DuckDB table connect.fact_contact."
-    ),
-    "dim_agent": (
-        "Agents (ARN, username, routing profile, hierarchy levels 1-5), type 2: a new version when the "
-        "routing profile or hierarchy changes (valid_from / valid_to / is_current). connect.dim_agent."
-    ),
-    "dim_queue": "Queues (ARN, name). connect.dim_queue.",
-    "dim_customer": (
-        "Customers: customer_id = UUIDv5 of endpoint type + address, type, address. connect.dim_customer."
-    ),
-    "dim_date": "Calendar days of contact initiation (UTC). connect.dim_date.",
-}
-
-
-@multi_asset(
-    specs=[
-        AssetSpec(
-            AssetKey(name),
-            deps=[STAGED_CTRS],
-            description=doc,
-            kinds={"duckdb"},
-        )
-        for name, doc in _STAR_DOCS.items()
-    ],
-    name="connect_star_schema",
-    group_name="connect",
-    partitions_def=delivery_days,
-    pool="duckdb",
-    retry_policy=_RETRY,
-)
-def connect_star_schema(context: AssetExecutionContext, storage: CdrStorage, warehouse: Warehouse):
-    """Merge the partition's staged files not loaded yet into the star schema (upserts only)."""
-    day = date.fromisoformat(context.partition_key)
-    with warehouse.get_connection() as conn:
-        report = load_partition(conn, storage.get(), storage.lake_bucket, day)
-    context.log.info(
-        f"{day}: {report.files} files, {report.rows_in} rows -> {report.inserted} new contacts, "
-        f"{report.updated} updated, {report.stale_versions} stale in {report.seconds:.1f}s"
-    )
+    last = loads[-1]
     yield MaterializeResult(
         asset_key=FACT_CONTACT,
         metadata={
-            "dagster/row_count": report.table_rows.get("fact_contact", 0),
-            "files_loaded": report.files,
-            "rows_in": report.rows_in,
-            "contacts_in": report.contacts_in,
-            "inserted": report.inserted,
-            "updated_to_newer_version": report.updated,
-            "stale_or_duplicate": report.stale_versions,
-            "seconds": round(report.seconds, 2),
+            **run,
+            "dagster/row_count": last.table_rows.get("fact_contact", 0),
+            "files_loaded": sum(ld.files for ld in loads),
+            "rows_in": sum(ld.rows_in for ld in loads),
+            "contacts_in": sum(ld.contacts_in for ld in loads),
+            "inserted": sum(ld.inserted for ld in loads),
+            "updated_to_newer_version": sum(ld.updated for ld in loads),
+            "stale_or_duplicate": sum(ld.stale_versions for ld in loads),
+            "seconds": round(sum(ld.seconds for ld in loads), 2),
         },
     )
     for name, key in DIMENSIONS.items():
         extra = (
             {
-                "agents_touched": report.agents_touched,
-                "versions_changed": report.agent_versions_changed,
-                "facts_repointed": report.facts_repointed,
+                "agents_touched": sum(ld.agents_touched for ld in loads),
+                "versions_changed": sum(ld.agent_versions_changed for ld in loads),
+                "facts_repointed": sum(ld.facts_repointed for ld in loads),
             }
             if name == "dim_agent"
             else {}
         )
         yield MaterializeResult(
-            asset_key=key, metadata={"dagster/row_count": report.table_rows.get(name, 0), **extra}
+            asset_key=key, metadata={"dagster/row_count": last.table_rows.get(name, 0), **extra}
         )

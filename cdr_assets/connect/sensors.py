@@ -18,7 +18,7 @@ from dagster import (
 from cdr_assets import settings
 from cdr_assets.chime.assets import delivery_days
 from cdr_assets.chime.discovery import Cursor, PrefixLayout, discover
-from cdr_assets.connect.assets import connect_ctr_staging, connect_star_schema, prefix_of
+from cdr_assets.connect.assets import connect_warehouse, prefix_of
 from cdr_assets.connect.report_asset import contact_center_report
 from cdr_assets.connect.schema import day_of_prefix, day_prefix
 from cdr_assets.resources import CdrStorage, ConnectSettings
@@ -37,7 +37,7 @@ def firehose_layout(ctr_prefix: str) -> PrefixLayout:
 
 @sensor(
     name="connect_ctr_sensor",
-    target=[connect_ctr_staging, connect_star_schema, contact_center_report],
+    target=[connect_warehouse, contact_center_report],
     minimum_interval_seconds=int(settings.get("CDR_SENSOR_INTERVAL_SECONDS")),
     default_status=DefaultSensorStatus.RUNNING,
     description=(
@@ -57,7 +57,7 @@ def connect_ctr_sensor(
         sweep_budget=connect_settings.sweep_keys,
         layout=firehose_layout(prefix_of(connect_settings)),
     )
-    runs, _ = day_run_requests(requests, op_name="connect_ctr_staging", partitions_def=delivery_days)
+    runs, _ = day_run_requests(requests, op_name="connect_warehouse", partitions_def=delivery_days)
     context.log.info(
         f"{stats.prefixes_listed} prefixes listed, {stats.new_objects} new files, "
         f"{stats.swept_keys} keys swept, late: {stats.late_prefixes}"

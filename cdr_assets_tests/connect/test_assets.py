@@ -10,8 +10,7 @@ from cdr_assets.connect.assets import (
     FACT_CONTACT,
     QUARANTINED_CTRS,
     STAGED_CTRS,
-    connect_ctr_staging,
-    connect_star_schema,
+    connect_warehouse,
 )
 from cdr_assets.connect.checks import connect_checks
 from cdr_assets.connect.sensors import connect_ctr_sensor
@@ -21,7 +20,7 @@ from cdr_assets_tests.connect.factory import concatenated, ctr, put_firehose, sa
 
 def _materialize(env, partition_key: str, run_config=None, instance=None):
     return materialize(
-        [connect_ctr_staging, connect_star_schema, *connect_checks],
+        [connect_warehouse, *connect_checks],
         partition_key=partition_key,
         resources=env.resources(),
         run_config=run_config,
@@ -78,13 +77,13 @@ def test_real_samples_across_days_and_files(cdr_env):
     put_firehose(store, bucket, datetime(2022, 1, 12, 1, 0, 0), concatenated(versions[0:2], "\n"))
 
     first = _materialize(cdr_env, str(day1))
-    staged = _metadata(first, STAGED_CTRS, "connect_ctr_staging")
+    staged = _metadata(first, STAGED_CTRS, "connect_warehouse")
     assert (staged["records_in"], staged["rows_staged"], staged["quarantined"]) == (5, 4, 1)
     assert staged["files_streamed"] == 2  # the garbage and the array: DuckDB's reader takes neither
     assert all(e.passed for e in first.get_asset_check_evaluations())
     second = _materialize(cdr_env, str(day2))
-    assert _metadata(second, STAGED_CTRS, "connect_ctr_staging")["files_streamed"] == 0
-    fact = _metadata(second, FACT_CONTACT, "connect_star_schema")
+    assert _metadata(second, STAGED_CTRS, "connect_warehouse")["files_streamed"] == 0
+    fact = _metadata(second, FACT_CONTACT, "connect_warehouse")
     assert (fact["dagster/row_count"], fact["inserted"], fact["stale_or_duplicate"]) == (1, 0, 1)
     assert all(e.passed for e in second.get_asset_check_evaluations())
     rows = _query(cdr_env, "SELECT contact_id, last_update_timestamp FROM connect.fact_contact")
@@ -99,7 +98,7 @@ def test_real_samples_across_days_and_files(cdr_env):
     # Rematerializing a partition (replace mode) gives the same tables and no stray files.
     before = _tables(cdr_env)
     again = _materialize(cdr_env, str(day1))
-    redo = _metadata(again, STAGED_CTRS, "connect_ctr_staging")
+    redo = _metadata(again, STAGED_CTRS, "connect_warehouse")
     assert redo["files_removed"] == 0 and redo["files_written"] == staged["files_written"]  # same names
     assert _tables(cdr_env) == before
     (committed,) = _query(cdr_env, "SELECT count(*) FROM connect.lake_files WHERE state = 'committed'")[0]
@@ -132,7 +131,7 @@ def test_sensor_requests_new_files_once(cdr_env):
     assert sorted(r.partition_key for r in tick.run_requests) == [str(today - timedelta(1)), str(today)]
     for request in tick.run_requests:
         result = _materialize(cdr_env, request.partition_key, request.run_config, instance)
-        assert _metadata(result, STAGED_CTRS, "connect_ctr_staging")["mode"] == "incremental"
+        assert _metadata(result, STAGED_CTRS, "connect_warehouse")["mode"] == "incremental"
     assert _query(cdr_env, "SELECT contact_id FROM connect.fact_contact ORDER BY 1") == [
         ("t1",),
         ("t2",),
@@ -152,12 +151,12 @@ def test_sensor_requests_new_files_once(cdr_env):
         third = connect_ctr_sensor.evaluate_tick(ctx)
     (request,) = third.run_requests
     assert request.run_key.startswith(f"connect-ctrs:{today}:new:")
-    (rng,) = request.run_config["ops"]["connect_ctr_staging"]["config"]["ranges"]
+    (rng,) = request.run_config["ops"]["connect_warehouse"]["config"]["ranges"]
     assert rng["start_after"] is not None  # only the part after the cursor is listed again
     result = _materialize(cdr_env, request.partition_key, request.run_config, instance)
-    staged = _metadata(result, STAGED_CTRS, "connect_ctr_staging")
+    staged = _metadata(result, STAGED_CTRS, "connect_warehouse")
     assert (staged["files_in"], staged["records_in"]) == (1, 1)
-    fact = _metadata(result, FACT_CONTACT, "connect_star_schema")
+    fact = _metadata(result, FACT_CONTACT, "connect_warehouse")
     assert (fact["files_loaded"], fact["inserted"], fact["dagster/row_count"]) == (1, 1, 4)
 
     # A file that becomes visible late with a key *before* the cursor is found by the sweep.
@@ -173,6 +172,87 @@ def test_sensor_requests_new_files_once(cdr_env):
     (request,) = late
     assert request.tags["cdr_assets/trigger"] == "late-sweep"
     result = _materialize(cdr_env, request.partition_key, request.run_config, instance)
-    staged = _metadata(result, STAGED_CTRS, "connect_ctr_staging")
+    staged = _metadata(result, STAGED_CTRS, "connect_warehouse")
     assert (staged["files_listed"], staged["already_ingested"], staged["files_in"]) == (3, 2, 1)
-    assert _metadata(result, FACT_CONTACT, "connect_star_schema")["dagster/row_count"] == 5
+    assert _metadata(result, FACT_CONTACT, "connect_warehouse")["dagster/row_count"] == 5
+
+
+def test_a_backfill_run_of_several_days_loads_as_one_run_per_day_would(cdr_env):
+    """A run over a range of delivery days (as the backfill policy cuts a backfill) stages the next
+    day while one loads; its tables are those of staging and loading each day in turn, and every
+    day of the range is recorded as materialized."""
+    from cdr_assets.connect.generate import generate_ctrs
+    from cdr_assets.connect.load import load_partition
+    from cdr_assets.connect.staging import stage_delivery_day
+    from cdr_assets.warehouse import configure_lake_access
+
+    store, bucket = cdr_env.storage(), cdr_env.connect_bucket
+    gen = generate_ctrs(store, bucket, contacts=400, days=3, start=date(2026, 3, 1), seed=21)
+    days = sorted(gen.per_delivery_day)
+    instance = DagsterInstance.ephemeral()
+    result = materialize(
+        [connect_warehouse, *connect_checks],
+        resources=cdr_env.resources(),
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
+    )
+    assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+    assert instance.get_materialized_partitions(FACT_CONTACT) == set(days)
+    assert instance.get_materialized_partitions(STAGED_CTRS) == set(days)
+    staged = _metadata_of_day(result, STAGED_CTRS, days[0])
+    assert staged["delivery_days"] == days and staged["records_in"] == gen.records + gen.duplicate_deliveries
+    assert staged["per_delivery_day"].count("\n") == len(days) + 1  # header, rule, a line per day
+    fact = _metadata_of_day(result, FACT_CONTACT, days[-1])
+    assert fact["inserted"] == fact["dagster/row_count"] == 400
+
+    # The same days staged and loaded one after the other, into another lake bucket and file.
+    store.ensure_bucket("lake-in-turn")
+    conn = duckdb.connect(str(cdr_env.home / "in-turn.duckdb"))
+    configure_lake_access(conn, store)
+    try:
+        for day in days:
+            stage_delivery_day(
+                store,
+                conn,
+                connect_bucket=bucket,
+                lake_bucket="lake-in-turn",
+                ctr_prefix="ctr/",
+                delivery_day=date.fromisoformat(day),
+            )
+            load_partition(conn, store, "lake-in-turn", date.fromisoformat(day))
+        in_turn = {
+            t: conn.execute(f"SELECT * {_EXCLUDE.get(t, '')} FROM connect.{t} ORDER BY ALL").fetchall()
+            for t in STAR_TABLES
+        }
+    finally:
+        conn.close()
+    assert _tables(cdr_env) == in_turn
+
+
+def test_sensor_key_ranges_need_a_run_of_one_day(cdr_env):
+    config = {"ops": {"connect_warehouse": {"config": {"ranges": [{"prefix": "ctr/2026/03/01/"}]}}}}
+    result = materialize(
+        [connect_warehouse],
+        resources=cdr_env.resources(),
+        run_config=config,
+        tags={
+            "dagster/asset_partition_range_start": "2026-03-01",
+            "dagster/asset_partition_range_end": "2026-03-02",
+        },
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert "key ranges apply to a run of one delivery day, not 2" in str(failure.step_failure_data.error)
+
+
+_EXCLUDE = {"fact_contact": "EXCLUDE (loaded_at)"}
+
+
+def _metadata_of_day(result, key: AssetKey, day: str) -> dict:
+    (mat,) = [
+        m.materialization
+        for m in (e.step_materialization_data for e in result.get_asset_materialization_events())
+        if m.materialization.asset_key == key and m.materialization.partition == day
+    ]
+    return {k: v.value for k, v in mat.metadata.items()}

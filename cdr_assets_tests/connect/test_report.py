@@ -7,7 +7,7 @@ from email import message_from_bytes, policy
 
 from dagster import AssetKey, materialize
 
-from cdr_assets.connect.assets import connect_ctr_staging, connect_star_schema
+from cdr_assets.connect.assets import connect_warehouse
 from cdr_assets.connect.checks import connect_checks
 from cdr_assets.connect.generate import generate_ctrs
 from cdr_assets.connect.parse import parse_file
@@ -22,7 +22,7 @@ def _run_all(env, summary) -> dict:
     metadata = {}
     for day in summary.per_delivery_day:
         result = materialize(
-            [connect_ctr_staging, connect_star_schema, contact_center_report, *connect_checks],
+            [connect_warehouse, contact_center_report, *connect_checks],
             partition_key=day,
             resources=env.resources(),
             raise_on_error=True,

@@ -6,7 +6,7 @@ import duckdb
 import orjson
 from dagster import DagsterInstance, build_sensor_context, materialize
 
-from cdr_assets.connect.assets import connect_ctr_staging, connect_star_schema
+from cdr_assets.connect.assets import connect_warehouse
 from cdr_assets.connect.generate import VoiceContact, generate_ctrs
 from cdr_assets.recordings.audio import measure
 from cdr_assets.recordings.checks import unified_none_dead
@@ -55,7 +55,7 @@ def _rows(env, sql, params=()):
 def _load_contacts(env, days) -> None:
     for day in days:
         materialize(
-            [connect_ctr_staging, connect_star_schema],
+            [connect_warehouse],
             partition_key=day,
             resources=env.resources(),
             instance=DagsterInstance.ephemeral(),
