@@ -6,8 +6,10 @@ separate steps they could never overlap (both write the one DuckDB file). A back
 ``BACKFILL_DAYS_PER_RUN`` days per run; the sensor's runs are one day each.
 """
 
+from collections.abc import Iterator
 from datetime import date
 
+import duckdb
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -29,7 +31,7 @@ from cdr_assets.chime.ingest import KeyRange
 from cdr_assets.connect.load import load_partition
 from cdr_assets.connect.pipeline import DayResult, stage_and_load
 from cdr_assets.connect.schema import STAGED_SCHEMA
-from cdr_assets.connect.staging import stage_delivery_day
+from cdr_assets.connect.staging import StagingReport, stage_delivery_day
 from cdr_assets.resources import CdrStorage, ConnectSettings, Warehouse
 from cdr_assets.tabular import markdown_table
 
@@ -133,7 +135,7 @@ def connect_warehouse(
     storage: CdrStorage,
     warehouse: Warehouse,
     connect_settings: ConnectSettings,
-):
+) -> Iterator[MaterializeResult]:
     """Stage the run's delivery days of Firehose CTR files (incrementally from the sensor) and merge
     the staged files not loaded yet into the star schema (upserts only)."""
     days = [date.fromisoformat(k) for k in context.partition_keys]
@@ -146,7 +148,7 @@ def connect_warehouse(
     )
     store = storage.get()
 
-    def stage(conn, day: date):
+    def stage(conn: duckdb.DuckDBPyConnection, day: date) -> StagingReport:
         return stage_delivery_day(
             store,
             conn,
@@ -182,7 +184,7 @@ def connect_warehouse(
     yield from _results(done, totals)
 
 
-def _results(done: list[DayResult], totals: dict[str, int]):
+def _results(done: list[DayResult], totals: dict[str, int]) -> Iterator[MaterializeResult]:
     """One MaterializeResult per asset. A run of several days records the same metadata on each
     of its partitions, so the figures are the run's: totals and a table per day."""
     staged = [d.staging for d in done]
