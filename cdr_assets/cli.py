@@ -178,7 +178,7 @@ def _backfill(defs, days: list[date], source: str = "chime") -> bool:
 
 
 def _consecutive_runs(days: list[date], most: int) -> list[list[date]]:
-    """``days`` (sorted, distinct) cut into runs of at most ``most`` consecutive days."""
+    """``days`` (any order, repeats ignored) cut into runs of at most ``most`` consecutive days."""
     runs: list[list[date]] = []
     for day in sorted(set(days)):
         if runs and len(runs[-1]) < most and (day - runs[-1][-1]).days == 1:
