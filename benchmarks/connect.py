@@ -12,7 +12,9 @@ Baseline, measured before (after a warm-up) and after the loads in the same run:
 parsing the bulk files (``count(*)`` over the reader's JSON shape, both cores), the least any
 JSON-to-DuckDB path pays. It shows how fast the machine ran around the measurement (on this
 shared host the same code varies by a third from run to run); the bulk time over the baseline
-varies less, but still follows the machine.
+varies less, but still follows the machine. The bulk load's CPU seconds (all threads) show
+whether it waited or computed: on 2 cores, ~1.8 cores busy means more parallelism has little left
+to give.
 
 Standalone: ``python -m benchmarks.connect [--ctrs N] [--incremental N]``.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import time
 from datetime import date, timedelta
@@ -106,6 +109,12 @@ def _load(
     )
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children (the decoder's workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _parse_seconds(days: list[str]) -> float:
     """Wall time for DuckDB to parse every bulk file (the baseline)."""
     raw = ROOT / "data" / "buckets" / BUCKET / "ctr"
@@ -135,7 +144,9 @@ def run(args: argparse.Namespace) -> list[str]:
     parse_before = _parse_seconds(meta["bulk_days"])
     conn = duckdb.connect(str(run_dir / "warehouse.duckdb"), config=WAREHOUSE_CONFIG)
     try:
+        cpu_before = _cpu_seconds()
         bulk_records, bulk_s, bulk_staging_s, bulk_load_s = _load(lake, conn, meta["bulk_days"])
+        bulk_cpu = _cpu_seconds() - cpu_before
         (facts,) = conn.execute("SELECT count(*) FROM connect.fact_contact").fetchone()  # type: ignore[misc]
         inc_records, inc_s, _, _ = _load(lake, conn, meta["inc_days"])
     finally:
@@ -148,6 +159,8 @@ def run(args: argparse.Namespace) -> list[str]:
         f"{bulk_load_s:.1f}, overlapping: each day stages while the day before loads)",
         f"connect_bulk_ctrs_per_second={rate:.0f} (target >= 20000 on 2 cores: "
         f"{'met' if rate >= 20_000 else 'NOT met'})",
+        f"connect_bulk_cpu_seconds={bulk_cpu:.1f} ({bulk_cpu / bulk_s:.2f} cores busy on average, "
+        f"{bulk_cpu / bulk_records * 1e6:.0f} us of CPU per CTR)",
         f"connect_fact_rows_after_bulk={facts}",
         f"connect_baseline_parse_seconds={parse_before:.2f} before / {parse_after:.2f} after "
         "(DuckDB parsing the bulk files, nothing else)",
