@@ -7,6 +7,7 @@ import duckdb
 from dagster import AssetKey, DagsterInstance, Definitions, build_sensor_context, materialize
 
 from cdr_assets.connect.assets import (
+    BACKFILL_DAYS_PER_RUN,
     FACT_CONTACT,
     QUARANTINED_CTRS,
     STAGED_CTRS,
@@ -64,6 +65,10 @@ def test_definitions_load():
         AssetKey("raw_connect_ctrs"),
     } <= keys
     assert defs.resolve_sensor_def("connect_ctr_sensor")
+    # Staging and loading are one step, so a backfill run of several days can overlap them.
+    warehouse_def = defs.resolve_assets_def(FACT_CONTACT)
+    assert warehouse_def.keys >= {STAGED_CTRS, QUARANTINED_CTRS, FACT_CONTACT}
+    assert warehouse_def.backfill_policy.max_partitions_per_run == BACKFILL_DAYS_PER_RUN == 7
 
 
 def test_real_samples_across_days_and_files(cdr_env):
