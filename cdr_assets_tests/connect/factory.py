@@ -8,6 +8,9 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import duckdb
+
+from cdr_assets.connect.warehouse import STAR_TABLES
 from cdr_assets_tests.conftest import SAMPLES
 
 INSTANCE = "arn:aws:connect:us-east-1:123456789012:instance/11111111-2222-3333-4444-555555555555"
@@ -118,3 +121,13 @@ def with_update(rec: dict[str, Any], **changes: Any) -> dict[str, Any]:
     out = copy.deepcopy(rec)
     out.update(changes)
     return out
+
+
+def star_tables(conn: duckdb.DuckDBPyConnection) -> dict[str, list]:
+    """Every star table's rows in order; fact_contact without ``loaded_at`` (when it was loaded)."""
+    return {
+        t: conn.execute(
+            f"SELECT * {'EXCLUDE (loaded_at)' if t == 'fact_contact' else ''} FROM connect.{t} ORDER BY ALL"
+        ).fetchall()
+        for t in STAR_TABLES
+    }

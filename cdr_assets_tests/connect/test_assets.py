@@ -15,8 +15,7 @@ from cdr_assets.connect.assets import (
 )
 from cdr_assets.connect.checks import connect_checks
 from cdr_assets.connect.sensors import connect_ctr_sensor
-from cdr_assets.connect.warehouse import STAR_TABLES
-from cdr_assets_tests.connect.factory import concatenated, ctr, put_firehose, sample_versions
+from cdr_assets_tests.connect.factory import concatenated, ctr, put_firehose, sample_versions, star_tables
 
 
 def _materialize(env, partition_key: str, run_config=None, instance=None):
@@ -44,12 +43,11 @@ def _query(env, sql: str):
 
 
 def _tables(env) -> dict[str, list]:
-    return {
-        t: _query(env, f"SELECT * EXCLUDE (loaded_at) FROM connect.{t} ORDER BY ALL")
-        if t == "fact_contact"
-        else _query(env, f"SELECT * FROM connect.{t} ORDER BY ALL")
-        for t in STAR_TABLES
-    }
+    conn = duckdb.connect(str(env.home / "warehouse.duckdb"), read_only=True)
+    try:
+        return star_tables(conn)
+    finally:
+        conn.close()
 
 
 def test_definitions_load():
@@ -225,10 +223,7 @@ def test_a_backfill_run_of_several_days_loads_as_one_run_per_day_would(cdr_env):
                 delivery_day=date.fromisoformat(day),
             )
             load_partition(conn, store, "lake-in-turn", date.fromisoformat(day))
-        in_turn = {
-            t: conn.execute(f"SELECT * {_EXCLUDE.get(t, '')} FROM connect.{t} ORDER BY ALL").fetchall()
-            for t in STAR_TABLES
-        }
+        in_turn = star_tables(conn)
     finally:
         conn.close()
     assert _tables(cdr_env) == in_turn
@@ -249,9 +244,6 @@ def test_sensor_key_ranges_need_a_run_of_one_day(cdr_env):
     assert not result.success
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     assert "key ranges apply to a run of one delivery day, not 2" in str(failure.step_failure_data.error)
-
-
-_EXCLUDE = {"fact_contact": "EXCLUDE (loaded_at)"}
 
 
 def _metadata_of_day(result, key: AssetKey, day: str) -> dict:

@@ -11,8 +11,8 @@ from cdr_assets.connect.generate import generate_ctrs
 from cdr_assets.connect.load import load_partition
 from cdr_assets.connect.pipeline import stage_and_load
 from cdr_assets.connect.staging import stage_delivery_day
-from cdr_assets.connect.warehouse import STAR_TABLES
 from cdr_assets.storage import LocalStorage
+from cdr_assets_tests.connect.factory import star_tables
 
 START = date(2026, 3, 1)
 
@@ -34,15 +34,6 @@ def _load(store, conn, day, lake="lake"):
     return load_partition(conn, store, lake, day)
 
 
-def _tables(conn) -> dict[str, list]:
-    return {
-        t: conn.execute(
-            f"SELECT * {'EXCLUDE (loaded_at)' if t == 'fact_contact' else ''} FROM connect.{t} ORDER BY ALL"
-        ).fetchall()
-        for t in STAR_TABLES
-    }
-
-
 def test_pipelined_days_give_the_tables_of_days_in_turn(tmp_path):
     store, days = _store(tmp_path)
     assert len(days) >= 3  # late deliveries spill past the generated days
@@ -50,7 +41,7 @@ def test_pipelined_days_give_the_tables_of_days_in_turn(tmp_path):
     for day in days:
         _stage(store, seq, day)
         _load(store, seq, day)
-    expected = _tables(seq)
+    expected = star_tables(seq)
     seq.close()
 
     conn = duckdb.connect(str(tmp_path / "pipe.duckdb"))
@@ -58,7 +49,7 @@ def test_pipelined_days_give_the_tables_of_days_in_turn(tmp_path):
     results = list(stage_and_load(conn, days, stage, load))
     assert [r.delivery_day for r in results] == days
     assert all(r.staging.balanced and r.load.rows_in == r.staging.rows_staged for r in results)
-    assert _tables(conn) == expected
+    assert star_tables(conn) == expected
     assert expected["fact_contact"], "the days must load something"
     conn.close()
 
