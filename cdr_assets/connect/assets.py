@@ -6,6 +6,7 @@ separate steps they could never overlap (both write the one DuckDB file). A back
 ``BACKFILL_DAYS_PER_RUN`` days per run; the sensor's runs are one day each.
 """
 
+from collections import Counter
 from collections.abc import Iterator
 from datetime import date
 
@@ -193,13 +194,8 @@ def _results(done: list[DayResult], totals: dict[str, int]) -> Iterator[Material
     rows_staged = sum(s.rows_staged for s in staged)
     quarantined = sum(s.quarantined for s in staged)
     staging_seconds = sum(s.seconds for s in staged)
-    reasons: dict[str, int] = {}
-    per_init_day: dict[str, int] = {}
-    for s in staged:
-        for reason, n in s.quarantine_reasons.items():
-            reasons[reason] = reasons.get(reason, 0) + n
-        for day, n in s.rows_per_initiation_day.items():
-            per_init_day[day] = per_init_day.get(day, 0) + n
+    reasons = sum((Counter(s.quarantine_reasons) for s in staged), Counter())
+    per_init_day = sum((Counter(s.rows_per_initiation_day) for s in staged), Counter())
     run = {"delivery_days": MetadataValue.json([str(d.delivery_day) for d in done])}
     if len(done) > 1:
         run["per_delivery_day"] = MetadataValue.md(
@@ -250,9 +246,7 @@ def _results(done: list[DayResult], totals: dict[str, int]) -> Iterator[Material
             **run,
             "dagster/row_count": totals.get("quarantine", 0),
             "quarantined_this_run": quarantined,
-            "reasons": MetadataValue.md(
-                markdown_table(["reason", "records"], sorted(reasons.items(), key=lambda r: -r[1]))
-            ),
+            "reasons": MetadataValue.md(markdown_table(["reason", "records"], reasons.most_common())),
         },
     )
     last = loads[-1]
