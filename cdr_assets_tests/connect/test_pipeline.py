@@ -110,3 +110,30 @@ def test_days_in_the_order_given(tmp_path):
     results = list(stage_and_load(conn, order, partial(_stage, store), partial(_load, store)))
     assert [r.delivery_day for r in results] == order
     assert [r.staging.delivery_day for r in results] == order
+
+
+def _threads(conn: duckdb.DuckDBPyConnection) -> int:
+    return int(conn.execute("SELECT current_setting('threads')").fetchone()[0])  # type: ignore[index]
+
+
+def test_a_staging_beside_a_load_runs_duckdb_on_one_thread_and_gives_the_threads_back(tmp_path):
+    store, days = _store(tmp_path)
+    conn = duckdb.connect(str(tmp_path / "w.duckdb"), config={"threads": 3})
+    seen: list[int] = []
+
+    def stage(c, day):
+        seen.append(_threads(c))
+        return _stage(store, c, day)
+
+    list(stage_and_load(conn, days, stage, partial(_load, store)))
+    assert seen == [3] + [1] * (len(days) - 1)  # the first day stages alone
+    assert _threads(conn) == 3
+
+    def failing(c, day):
+        if day == days[1]:
+            raise RuntimeError("bucket unreadable")
+        return _stage(store, c, day)
+
+    with pytest.raises(RuntimeError, match="bucket unreadable"):
+        list(stage_and_load(conn, days, failing, partial(_load, store)))
+    assert _threads(conn) == 3
