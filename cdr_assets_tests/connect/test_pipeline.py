@@ -1,6 +1,9 @@
 """Staging the next day while one loads gives what staging and loading each day in turn gives."""
 
+import os
+import sys
 import threading
+import time
 from datetime import date
 from functools import partial
 
@@ -9,7 +12,7 @@ import pytest
 
 from cdr_assets.connect.generate import generate_ctrs
 from cdr_assets.connect.load import load_partition
-from cdr_assets.connect.pipeline import stage_and_load
+from cdr_assets.connect.pipeline import STAGING_NICENESS, stage_and_load
 from cdr_assets.connect.staging import stage_delivery_day
 from cdr_assets.storage import LocalStorage
 from cdr_assets_tests.connect.factory import star_tables
@@ -116,18 +119,42 @@ def _threads(conn: duckdb.DuckDBPyConnection) -> int:
     return int(conn.execute("SELECT current_setting('threads')").fetchone()[0])  # type: ignore[index]
 
 
-def test_a_staging_beside_a_load_runs_duckdb_on_one_thread_and_gives_the_threads_back(tmp_path):
+def _niceness() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+def test_loads_beside_a_staging_run_duckdb_on_one_thread_and_the_stagings_yield_to_them(tmp_path):
     store, days = _store(tmp_path)
     conn = duckdb.connect(str(tmp_path / "w.duckdb"), config={"threads": 3})
-    seen: list[int] = []
+    stagings: list[tuple[int, int]] = []
+    loads: list[tuple[int, int]] = []  # threads as the load starts, and once the staging beside it ended
+    load_started = {day: threading.Event() for day in days}
 
     def stage(c, day):
-        seen.append(_threads(c))
-        return _stage(store, c, day)
+        stagings.append((_threads(c), _niceness()))
+        report = _stage(store, c, day)
+        if day != days[0]:  # beside the load of the day before: end only once that load has started
+            assert load_started[days[days.index(day) - 1]].wait(30)
+        return report
 
-    list(stage_and_load(conn, days, stage, partial(_load, store)))
-    assert seen == [3] + [1] * (len(days) - 1)  # the first day stages alone
-    assert _threads(conn) == 3
+    def load(c, day):
+        at_start = _threads(c)
+        load_started[day].set()
+        report = _load(store, c, day)
+        deadline = time.monotonic() + 10  # the staging beside gives the threads back as it ends
+        while _threads(c) != 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        loads.append((at_start, _threads(c)))
+        return report
+
+    ours = _niceness()
+    list(stage_and_load(conn, days, stage, load))
+    beside = len(days) - 1
+    assert loads == [(1, 3)] * beside + [(3, 3)]  # the last load has no staging beside it
+    assert stagings[0] == (3, ours)  # the first day stages alone, as the caller runs
+    if sys.platform.startswith("linux"):
+        assert stagings[1:] == [(1, min(19, ours + STAGING_NICENESS))] * beside
+    assert _threads(conn) == 3 and _niceness() == ours
 
     def failing(c, day):
         if day == days[1]:
