@@ -79,17 +79,27 @@ def stage_and_load(
     (threads,) = conn.execute("SELECT current_setting('threads')").fetchone()  # type: ignore[misc]
 
     def set_threads(n: int) -> None:
-        # From this thread only: DuckDB starts its workers in the thread that changes the setting,
-        # and they would inherit the staging thread's priority.
+        # DuckDB starts its workers in the thread that changes the setting, and they inherit its
+        # priority: changed from here, they have the caller's.
         conn.execute(f"SET threads = {int(n)}")
 
+    def restore_threads() -> None:
+        set_threads(1)  # no worker left that a staging started, at the staging thread's priority
+        set_threads(threads)
+
     def stage_beside_load(day: date) -> StagingReport:
+        # As the staging ends, the rest of the load runs alone: DuckDB's threads back for it. A
+        # worker started here has this thread's priority (nothing competes now); restore_threads
+        # replaces it.
+        give_back = f"SET threads = {int(threads)}"
         try:
-            return stage(staging_conn, day)
-        finally:
-            # The rest of the load runs alone: DuckDB's threads back for it. The worker this starts
-            # has this thread's priority; the run starts DuckDB's workers anew at its end.
-            staging_conn.execute(f"SET threads = {int(threads)}")
+            report = stage(staging_conn, day)
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):  # the staging's error is the one to report
+                staging_conn.execute(give_back)
+            raise
+        staging_conn.execute(give_back)
+        return report
 
     try:
         staged = stage(staging_conn, days[0])  # nothing to favour yet: on this thread, as it is
@@ -108,7 +118,11 @@ def stage_and_load(
                 set_threads(1 if beside else threads)
                 pending = pool.submit(stage_beside_load, days[n + 1]) if beside else None
                 yield DayResult(day, staged, load(conn, day))
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):  # the error in flight is the one to report
+            restore_threads()
+        raise
+    else:
+        restore_threads()
     finally:
-        set_threads(1)  # no worker left from the staging thread, at its priority
-        set_threads(threads)
         staging_conn.close()
