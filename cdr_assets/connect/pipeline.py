@@ -68,6 +68,23 @@ def _lower_this_threads_priority(by: int) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
 
 
+def _set_threads(conn: duckdb.DuckDBPyConnection, n: int) -> None:
+    conn.execute(f"SET threads = {int(n)}")
+
+
+@contextlib.contextmanager
+def _restoring(restore: Callable[[], None]) -> Iterator[None]:
+    """Run ``restore`` after the block; after a failed block only as far as it can, so that the
+    block's error is the one reported."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            restore()
+        raise
+    restore()
+
+
 def stage_and_load(
     conn: duckdb.DuckDBPyConnection, days: Sequence[date], stage: Stage, load: Load
 ) -> Iterator[DayResult]:
@@ -78,51 +95,37 @@ def stage_and_load(
     staging_conn = conn.cursor()
     (threads,) = conn.execute("SELECT current_setting('threads')").fetchone()  # type: ignore[misc]
 
-    def set_threads(n: int) -> None:
-        # DuckDB starts its workers in the thread that changes the setting, and they inherit its
-        # priority: changed from here, they have the caller's.
-        conn.execute(f"SET threads = {int(n)}")
-
     def restore_threads() -> None:
-        set_threads(1)  # no worker left that a staging started, at the staging thread's priority
-        set_threads(threads)
+        # DuckDB starts its workers in the thread that changes the setting, and they inherit its
+        # priority: changed from here, they have the caller's. First to 1, so that no worker a
+        # staging started, at the staging thread's priority, is left.
+        _set_threads(conn, 1)
+        _set_threads(conn, threads)
 
     def stage_beside_load(day: date) -> StagingReport:
         # As the staging ends, the rest of the load runs alone: DuckDB's threads back for it. A
         # worker started here has this thread's priority (nothing competes now); restore_threads
         # replaces it.
-        give_back = f"SET threads = {int(threads)}"
-        try:
-            report = stage(staging_conn, day)
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):  # the staging's error is the one to report
-                staging_conn.execute(give_back)
-            raise
-        staging_conn.execute(give_back)
-        return report
+        with _restoring(lambda: _set_threads(staging_conn, threads)):
+            return stage(staging_conn, day)
 
     try:
-        staged = stage(staging_conn, days[0])  # nothing to favour yet: on this thread, as it is
-        # The executor's exit waits for a staging still running, so no thread outlives the cursor.
-        with ThreadPoolExecutor(
-            1,
-            thread_name_prefix="connect-staging",
-            initializer=_lower_this_threads_priority,
-            initargs=(STAGING_NICENESS,),
-        ) as pool:
-            pending: Future[StagingReport] | None = None
-            for n, day in enumerate(days):
-                if pending is not None:
-                    staged = pending.result()
-                beside = n + 1 < len(days)
-                set_threads(1 if beside else threads)
-                pending = pool.submit(stage_beside_load, days[n + 1]) if beside else None
-                yield DayResult(day, staged, load(conn, day))
-    except BaseException:
-        with contextlib.suppress(duckdb.Error):  # the error in flight is the one to report
-            restore_threads()
-        raise
-    else:
-        restore_threads()
+        with _restoring(restore_threads):
+            staged = stage(staging_conn, days[0])  # nothing to favour yet: on this thread, as it is
+            # The executor's exit waits for a staging still running, so no thread outlives the cursor.
+            with ThreadPoolExecutor(
+                1,
+                thread_name_prefix="connect-staging",
+                initializer=_lower_this_threads_priority,
+                initargs=(STAGING_NICENESS,),
+            ) as pool:
+                pending: Future[StagingReport] | None = None
+                for n, day in enumerate(days):
+                    if pending is not None:
+                        staged = pending.result()
+                    beside = n + 1 < len(days)
+                    _set_threads(conn, 1 if beside else threads)
+                    pending = pool.submit(stage_beside_load, days[n + 1]) if beside else None
+                    yield DayResult(day, staged, load(conn, day))
     finally:
         staging_conn.close()
