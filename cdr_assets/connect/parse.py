@@ -198,6 +198,9 @@ def _ts(value: Any, name: str) -> datetime | None:
     return parsed.replace(microsecond=0)
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def _int(value: Any, name: str) -> int | None:
     if value is None:
         return None
@@ -205,6 +208,9 @@ def _int(value: Any, name: str) -> int | None:
         raise _Invalid(f"bad_type: {name} is {value!r}, not a number")
     if value < 0:
         raise _Invalid(f"bad_value: {name} is negative ({value})")
+    # NaN and Infinity (which Python's decoder accepts) and values past a BIGINT cannot be staged.
+    if not value <= _INT64_MAX:
+        raise _Invalid(f"bad_value: {name} is {value!r}, beyond a 64-bit integer")
     return int(value)
 
 

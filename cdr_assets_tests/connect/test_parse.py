@@ -76,6 +76,19 @@ def test_invalid_records_are_quarantined_alone():
     assert [b.code for b in parsed.bad] == ["bad_timestamp", "bad_record", "bad_record", "bad_type"]
 
 
+def test_numbers_a_bigint_cannot_hold_are_quarantined_not_fatal():
+    def with_holds(cid: str, raw: str) -> bytes:  # raw JSON text, as Python's json.dumps cannot write it
+        rec = ctr(cid, T)
+        rec["Agent"]["NumberOfHolds"] = "HOLDS"
+        return json.dumps(rec).replace('"HOLDS"', raw).encode()
+
+    raws = {"ok": "2", "huge": "18446744073709551616", "inf": "Infinity", "nan": "NaN"}
+    parsed = parse_file(b"".join(with_holds(cid, raw) for cid, raw in raws.items()), "k")
+    assert parsed.rows["contact_id"] == ["ok"] and parsed.rows["number_of_holds"] == [2]
+    assert [b.code for b in parsed.bad] == ["bad_value"] * 3
+    assert all("beyond a 64-bit integer" in b.reason for b in parsed.bad)
+
+
 def test_json_array_delivery_and_gzip():
     arr = json.dumps([ctr("a1", T), ctr("a2", T)]).encode()
     assert parse_file(arr, "k").rows["contact_id"] == ["a1", "a2"]
