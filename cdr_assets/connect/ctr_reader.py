@@ -122,6 +122,9 @@ _CTR_TIMESTAMP = (
     r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z"
 )
 _TIMESTAMPS = rf"(\x1f({_CTR_TIMESTAMP})?)*\x1f"
+# Every number leaf (read as JSON text) absent or a plain non-negative integer that fits a BIGINT.
+# flatten also takes floats (truncated) and refuses negatives: those are left to it.
+_INTEGERS = r"(\x1f([0-9]{1,18})?)*\x1f"
 
 
 def _leaf(kind: str, v: str) -> tuple[str | None, str]:
@@ -134,8 +137,8 @@ def _leaf(kind: str, v: str) -> tuple[str | None, str]:
         return f"({v} IS NULL OR left({v}, 1) = '\"')", unquoted
     if kind == "str":
         return None, v  # checked all at once: _NOT_STRING
-    if kind == "int":  # flatten also takes floats (truncated) and refuses negatives: left to it
-        return f"({v} IS NULL OR regexp_full_match({v}, '[0-9]{{1,18}}'))", f"CAST({v} AS BIGINT)"
+    if kind == "int":  # checked all at once (_INTEGERS); the JSON text as it is, no JSON parse
+        return None, f"TRY_CAST(CAST({v} AS VARCHAR) AS BIGINT)"
     # The CTR form only (a number cast to text never has it; _CTR_TIMESTAMP checks it for all
     # timestamp leaves at once), a real date (the cast). flatten parses the other ISO forms. DuckDB
     # computes the cast once for both; seconds, as staged (no cast of the Arrow columns after).
@@ -163,6 +166,7 @@ def _select() -> str:
     checks += [
         f"NOT regexp_matches({joined('str')}, '{_NOT_STRING}')",
         f"regexp_full_match({joined('ts')}, '{_TIMESTAMPS}')",
+        f"regexp_full_match({joined('int')}, '{_INTEGERS}')",
         "ContactId <> ''",
         "InitiationTimestamp <> ''",
         "LastUpdateTimestamp <> ''",

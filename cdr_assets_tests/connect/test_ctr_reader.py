@@ -74,6 +74,10 @@ def _odd_values() -> dict[str, dict]:
         "numeric string in a number field": edit("Agent.AgentInteractionDuration", "12"),
         "float in a number field": edit("Agent.AgentInteractionDuration", 3.7),
         "boolean in a number field": edit("Queue.Duration", True),
+        # The first and the last number leaf, at the ends of the reader's search text.
+        "float in the first number field": edit("AgentConnectionAttempts", 1.5),
+        "string in the last number field": edit("Queue.Duration", "7"),
+        "number beyond a BIGINT": edit("Agent.NumberOfHolds", 10**19),
         "negative duration": edit("Agent.CustomerHoldDuration", -3),
         "offset timestamp": edit("InitiationTimestamp", "2026-03-01T10:00:00+01:00"),
         "fractional timestamp": edit("DisconnectTimestamp", "2026-03-01T10:00:00.250Z"),
