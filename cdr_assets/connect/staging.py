@@ -44,6 +44,7 @@ from cdr_assets.connect.parse import parse_file
 from cdr_assets.connect.schema import (
     QUARANTINE_SCHEMA,
     STAGED_SCHEMA,
+    STAGED_WITHOUT_DICTIONARY,
     day_prefix,
     file_parts,
     quarantine_file_key,
@@ -238,7 +239,8 @@ def _with_keys(rows: pa.Table, keys: dict[str, str]) -> pa.Table:
 
 def _parquet_bytes(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="snappy", row_group_size=128 * 1024)
+    dictionary = [n for n in table.column_names if n not in STAGED_WITHOUT_DICTIONARY]
+    pq.write_table(table, sink, compression="snappy", row_group_size=128 * 1024, use_dictionary=dictionary)
     return sink.getvalue().to_pybytes()
 
 

@@ -51,6 +51,12 @@ def test_a_big_initiation_day_is_split_into_parts_that_load_like_one_file(tmp_pa
     assert whole.equals(in_staged_order(whole))
     assert sum(report.rows_per_initiation_day.values()) == report.rows_staged
     assert sum(pq.read_metadata(store.uri("lake", k)).num_rows for k in staged) == report.rows_staged
+    # Values that repeat are dictionary-encoded; a column with a value per contact is not.
+    group = pq.read_metadata(store.uri("lake", big[0][1])).row_group(0)
+    columns = [group.column(i) for i in range(group.num_columns)]
+    encodings = {c.path_in_schema: c.has_dictionary_page for c in columns}
+    assert encodings["agent_arn"] and encodings["channel"] and encodings["source_key"]
+    assert not (encodings["contact_id"] or encodings["initiation_timestamp"] or encodings["record_hash"])
 
     loaded = load_partition(conn, store, "lake", DAY)
     assert loaded.files == len(staged) and loaded.rows_in == report.rows_staged
