@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -209,7 +210,9 @@ def _int(value: Any, name: str) -> int | None:
     if value < 0:
         raise _Invalid(f"bad_value: {name} is negative ({value})")
     # NaN and Infinity (which Python's decoder accepts) and values past a BIGINT cannot be staged.
-    if not value <= _INT64_MAX:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _Invalid(f"bad_value: {name} is {value!r}, not a finite number")
+    if value > _INT64_MAX:
         raise _Invalid(f"bad_value: {name} is {value!r}, beyond a 64-bit integer")
     return int(value)
 

@@ -86,7 +86,8 @@ def test_numbers_a_bigint_cannot_hold_are_quarantined_not_fatal():
     parsed = parse_file(b"".join(with_holds(cid, raw) for cid, raw in raws.items()), "k")
     assert parsed.rows["contact_id"] == ["ok"] and parsed.rows["number_of_holds"] == [2]
     assert [b.code for b in parsed.bad] == ["bad_value"] * 3
-    assert all("beyond a 64-bit integer" in b.reason for b in parsed.bad)
+    assert ["beyond a 64-bit integer" in b.reason for b in parsed.bad] == [True, False, False]
+    assert ["not a finite number" in b.reason for b in parsed.bad] == [False, True, True]
 
 
 def test_json_array_delivery_and_gzip():
