@@ -1,12 +1,17 @@
 """Read Firehose CTR files with DuckDB's JSON reader and flatten them in SQL (pure code: no Dagster).
 
 This is staging's fast path. DuckDB parses the files (concatenated or newline-separated
-objects, with a real JSON parser, several files at a time) and one SQL statement flattens the
-records into the staged columns. A file is staged this way only when DuckDB reads all of it and
-every one of its records passes the same checks as ``parse.flatten``; any other file is
-*rejected* here, and staging reads it with the streaming decoder (``parse.parse_file``), which
-quarantines bad records one by one with their byte offsets and keeps the good ones. So a file's
-rows do not depend on the path that read it; a test checks that both paths give identical rows.
+objects, or an array of them, with a real JSON parser, several files at a time) and one SQL
+statement flattens the records into the staged columns. DuckDB settles each file's layout from
+its start (``format = 'auto'``): a newline-separated file is cut at its newlines, which costs
+less than half of finding where each concatenated object ends; a file that changes its layout
+midway fails the read and goes to the decoder (tests try each such layout).
+
+A file is staged this way only when DuckDB reads all of it and every one of its records passes
+the same checks as ``parse.flatten``; any other file is *rejected* here, and staging reads it
+with the streaming decoder (``parse.parse_file``), which quarantines bad records one by one with
+their byte offsets and keeps the good ones. So a file's rows do not depend on the path that read
+it; a test checks that both paths give identical rows.
 
 DuckDB's casts are lenient (a number in a string field becomes its digits, ``3.7`` in an
 integer field ``4``), so the checks lean the other way: numbers (and the all-digit account id)
@@ -185,7 +190,7 @@ def _select() -> str:
         # decoder's text through the same serializer).
         "CASE WHEN Attributes <> '{}' THEN CAST(Attributes AS VARCHAR) END AS attributes, "
         f"filename AS source_key, coalesce({' AND '.join(checks)}, false) AS ok "
-        f"FROM read_json($paths, format = 'unstructured', columns = {COLUMNS_ARG}, "
+        f"FROM read_json($paths, format = 'auto', columns = {COLUMNS_ARG}, "
         "compression = $compression, filename = true))"
     )
 

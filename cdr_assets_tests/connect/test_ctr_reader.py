@@ -152,6 +152,7 @@ def test_tricky_but_valid_records_stay_on_the_fast_path(tmp_path):
         firehose_key(T, suffix="c"): "".join(json.dumps(r, indent=2) for r in (tricky, sparse)).encode(),
         firehose_key(T, suffix="d"): b"",
         firehose_key(T, suffix="e"): gzip.compress(concatenated([ctr("z1", T)], "\n")),
+        firehose_key(T, suffix="f"): (SAMPLES / "connect_ctr_duplicated_samples.json").read_bytes(),  # array
     }
     staged, bad, (reference, _) = _both(tmp_path, files)
     assert staged.streamed == 0 and not bad
@@ -180,9 +181,7 @@ def test_malformed_files_do_not_stop_their_batch(tmp_path):
     files = {firehose_key(T, suffix=str(i)): data for i, data in enumerate(good)}
     files[firehose_key(T, suffix="t")] = good[0][:40] + good[1]  # truncated, then a good record
     files[firehose_key(T, suffix="u")] = good[2].replace(b"g2", b"g\xff2")  # invalid UTF-8
-    files[firehose_key(T, suffix="v")] = (
-        SAMPLES / "connect_ctr_duplicated_samples.json"
-    ).read_bytes()  # array
+    files[firehose_key(T, suffix="v")] = good[3][:-1] + b"}}"  # an extra brace at the end
     staged, bad, (reference, reference_bad) = _both(tmp_path, files)
     assert staged.streamed == 3 and staged.rows.equals(reference) and bad == reference_bad
     paths = [str(tmp_path / "store" / "buckets" / "c" / k) for k in sorted(files)]
@@ -192,6 +191,39 @@ def test_malformed_files_do_not_stop_their_batch(tmp_path):
         "Malformed JSON" in why or "Expected OBJECT" in why or "UTF-8" in why
         for why in direct.rejected.values()
     ), direct.rejected
+
+
+def _one_line(n: int) -> str:
+    return json.dumps(ctr(f"e{n}", T), separators=(",", ":"))
+
+
+_A, _B, _C, _D = (_one_line(n) for n in range(4))
+# DuckDB settles each file's layout from its start: these change it midway or stretch it.
+LAYOUTS = {
+    "newline-separated, then two records on a line": f"{_A}\n{_B}\n{_C}{_D}\n",
+    "newline-separated, then an indented record": f"{_A}\n{_B}\n" + json.dumps(ctr("e2", T), indent=2),
+    "newline-separated, then text after a record": f"{_A}\n{_B} x\n",
+    "newline-separated, then a number": f"{_A}\n5\n{_B}\n",
+    "blank lines and spaces": f"\n\n  {_A}\n\n{_B}   {_C}",
+    "an array": f"[{_A},\n{_B}]\n",
+    "an empty array": "[]",
+    "an array, then a record": f"[{_A},{_B}]{_C}",
+    "two arrays": f"[{_A},{_B}][{_C}]",
+    "an array without a comma": f"[{_A} {_B}]",
+    "an array with a trailing comma": f"[{_A},{_B},]",
+    "an array holding a number": f"[{_A},5]",
+    "an array in an array": f"[[{_A}]]",
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_every_file_layout_stages_as_the_decoder_stages_it(tmp_path, layout):
+    files = {
+        firehose_key(T, suffix="a"): LAYOUTS[layout].encode(),
+        firehose_key(T, suffix="b"): concatenated([ctr("g1", T)], "\n"),
+    }
+    staged, bad, (reference, reference_bad) = _both(tmp_path, files)
+    assert staged.rows.equals(reference) and bad == reference_bad
 
 
 def test_identical_deliveries_hash_alike_whichever_path_reads_them():
