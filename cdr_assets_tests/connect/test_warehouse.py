@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import duckdb
 import pyarrow as pa
+import pytest
 
 from cdr_assets.connect.ctr_reader import finish
 from cdr_assets.connect.load import load_staged
@@ -295,6 +296,12 @@ def test_each_check_finds_what_it_checks():
             set_fact.format("disconnect_timestamp = initiation_timestamp - INTERVAL 1 SECOND", "s4"),
             "disconnect_before_initiation",
         ),
+        # No key constraint on the fact (the load keeps it unique): the check is what proves it.
+        (
+            UNIQUE_SQL,
+            "INSERT INTO connect.fact_contact SELECT * FROM connect.fact_contact WHERE contact_id = 's4'",
+            "duplicate_contact_ids",
+        ),
     ]
     for sql, corrupt, column in cases:
         conn.execute("BEGIN")
@@ -304,3 +311,15 @@ def test_each_check_finds_what_it_checks():
         # Moving a contact can break its versions' bounds too: at least this kind, maybe more.
         assert violations >= detail[column] >= 1, (corrupt, detail)
     _checks_pass(conn)
+
+
+def test_a_load_turns_vacuum_off_only_for_its_commit():
+    conn = _fresh()
+    conn.execute("SET max_vacuum_tasks = 7")
+    _load(conn, [ctr("v1", T)])
+    assert conn.execute("SELECT current_setting('max_vacuum_tasks')").fetchone() == (7,)
+    conn.register("bad", pa.table({"contact_id": ["v2"]}))  # not a staged batch: the load fails
+    with pytest.raises(duckdb.Error):
+        load_staged(conn, "bad", LoadReport(None))
+    assert conn.execute("SELECT current_setting('max_vacuum_tasks')").fetchone() == (7,)
+    assert conn.execute("SELECT contact_id FROM connect.fact_contact").fetchall() == [("v1",)]
