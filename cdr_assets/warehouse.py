@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -14,6 +16,19 @@ from cdr_assets.storage import S3Storage, Storage
 # Connect load's COMMIT grew with fact_contact (a 1M-CTR bulk load: 32 s -> 26 s). Files made
 # before keep their format; DuckDB older than 1.4 cannot open new ones.
 WAREHOUSE_CONFIG = {"storage_compatibility_version": "v1.4.0"}
+
+
+@contextlib.contextmanager
+def restoring(restore: Callable[[], object]) -> Iterator[None]:
+    """Run ``restore`` (put a DuckDB setting back) after the block; after a failed block only as
+    far as it can, so that the block's error is the one reported."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            restore()
+        raise
+    restore()
 
 
 def httpfs_extension_path() -> str:

@@ -41,6 +41,7 @@ from cdr_assets.connect.warehouse import (
     table_rows,
 )
 from cdr_assets.storage import Storage
+from cdr_assets.warehouse import restoring
 
 _STATE_HASH = "md5(concat_ws('|', agent_arn, " + ", ".join(f"coalesce({c}, '')" for c in AGENT_STATE) + "))"
 _LATEST = "({0}last_update_timestamp, {0}record_hash, {0}source_key, {0}source_record)"
@@ -186,10 +187,8 @@ def _commit_without_vacuum(conn: duckdb.DuckDBPyConnection) -> None:
     rows are vacuumed by the next checkpoint."""
     (before,) = conn.execute("SELECT current_setting('max_vacuum_tasks')").fetchone()  # type: ignore[misc]
     conn.execute("SET max_vacuum_tasks = 0")
-    try:
+    with restoring(lambda: conn.execute(f"SET max_vacuum_tasks = {int(before)}")):
         conn.execute("COMMIT")
-    finally:
-        conn.execute(f"SET max_vacuum_tasks = {int(before)}")
 
 
 def _upsert_dimensions(conn: duckdb.DuckDBPyConnection, staged: str) -> None:

@@ -44,6 +44,7 @@ import duckdb
 
 from cdr_assets.connect.staging import StagingReport
 from cdr_assets.connect.warehouse import LoadReport
+from cdr_assets.warehouse import restoring
 
 Stage = Callable[[duckdb.DuckDBPyConnection, date], StagingReport]
 Load = Callable[[duckdb.DuckDBPyConnection, date], LoadReport]
@@ -72,19 +73,6 @@ def _set_threads(conn: duckdb.DuckDBPyConnection, n: int) -> None:
     conn.execute(f"SET threads = {int(n)}")
 
 
-@contextlib.contextmanager
-def _restoring(restore: Callable[[], None]) -> Iterator[None]:
-    """Run ``restore`` after the block; after a failed block only as far as it can, so that the
-    block's error is the one reported."""
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(duckdb.Error):
-            restore()
-        raise
-    restore()
-
-
 def stage_and_load(
     conn: duckdb.DuckDBPyConnection, days: Sequence[date], stage: Stage, load: Load
 ) -> Iterator[DayResult]:
@@ -106,11 +94,11 @@ def stage_and_load(
         # As the staging ends, the rest of the load runs alone: DuckDB's threads back for it. A
         # worker started here has this thread's priority (nothing competes now); restore_threads
         # replaces it.
-        with _restoring(lambda: _set_threads(staging_conn, threads)):
+        with restoring(lambda: _set_threads(staging_conn, threads)):
             return stage(staging_conn, day)
 
     try:
-        with _restoring(restore_threads):
+        with restoring(restore_threads):
             staged = stage(staging_conn, days[0])  # nothing to favour yet: on this thread, as it is
             # The executor's exit waits for a staging still running, so no thread outlives the cursor.
             with ThreadPoolExecutor(
