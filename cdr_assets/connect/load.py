@@ -69,7 +69,7 @@ _NB_COLS = [
 _NB_DERIVED = ("customer_id", "agent_state_hash")
 # A staged row is the winner of its contact (nb holds one row per contact).
 _WINNER = f"nb.contact_id = s.contact_id AND {_LATEST.format('nb.')} = {_LATEST.format('s.')}"
-TEMP_TABLES = ("nb", "chg", "bounds", "scope", "runs", "versions", "assign", "names", "fw")
+TEMP_TABLES = ("nb", "chg", "bounds", "scope", "runs", "versions", "assign", "names", "fw", "updated_rows")
 
 
 def load_partition(
@@ -397,9 +397,14 @@ def _write_facts(conn: duckdb.DuckDBPyConnection, staged: str, report: LoadRepor
     if report.inserted:
         conn.execute(f"INSERT INTO connect.fact_contact SELECT {', '.join(names)} FROM ({source(True)})", now)
     if report.updated:
+        # The newer versions first into a table of their own: its exact (small) size makes DuckDB
+        # build the join on it and scan the fact, so the updated row ids arrive in the fact's order.
+        # In the batch's order they are scattered wherever the batch's order differs from the
+        # fact's, and DuckDB then fetches each updated column's vector once per row
+        # (duckdb/duckdb#11275): with staged rows in arrival order, 12.4 s against 0.5 s this way
+        # for a day's 17,742 newer versions. Rows in the same order cost the same either way.
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE updated_rows AS {source(False)}", now)
         sets = ", ".join(f"{c} = u.{c}" for c in names if c != "contact_id")
         conn.execute(
-            f"UPDATE connect.fact_contact f SET {sets} FROM ({source(False)}) u "
-            "WHERE f.contact_id = u.contact_id",
-            now,
+            f"UPDATE connect.fact_contact f SET {sets} FROM updated_rows u WHERE f.contact_id = u.contact_id"
         )
