@@ -67,9 +67,19 @@ _NB_COLS = [
     "customer_endpoint_address",
 ]
 _NB_DERIVED = ("customer_id", "agent_state_hash")
-# A staged row is the winner of its contact (nb holds one row per contact).
-_WINNER = f"nb.contact_id = s.contact_id AND {_LATEST.format('nb.')} = {_LATEST.format('s.')}"
-TEMP_TABLES = ("nb", "chg", "bounds", "scope", "runs", "versions", "assign", "names", "fw", "updated_rows")
+TEMP_TABLES = (
+    "states",
+    "nb",
+    "chg",
+    "bounds",
+    "scope",
+    "runs",
+    "versions",
+    "assign",
+    "names",
+    "fw",
+    "updated_rows",
+)
 
 
 def load_partition(
@@ -128,16 +138,20 @@ def load_staged(
         f"SELECT {read} FROM m s SEMI JOIN (SELECT contact_id, max({_LATEST.format('')}) AS k FROM m "
         f"GROUP BY contact_id) w ON w.contact_id = s.contact_id AND w.k = {_LATEST.format('s.')}"
     )
-    # The state hash once per distinct agent state (a day has tens), joined back: hashing every
-    # row's ~1 KB of ARNs cost more than the join.
+    # The state hash once per distinct agent state of the batch (a day has tens), joined back:
+    # hashing every row's ~1 KB of ARNs cost more than the join. The states are kept for
+    # ``agent_states``, which then need not read the batch's wide rows again.
     state = ["agent_arn", *AGENT_STATE]
+    ex(
+        f"CREATE OR REPLACE TEMP TABLE states AS SELECT *, {_STATE_HASH} AS agent_state_hash FROM "
+        f"(SELECT DISTINCT {', '.join(state)} FROM {staged} WHERE agent_arn IS NOT NULL)"
+    )
     same_state = " AND ".join(f"l.{c} IS NOT DISTINCT FROM h.{c}" for c in state)
     hashed = (
-        f"WITH l AS ({latest}), h AS (SELECT *, {_STATE_HASH} AS agent_state_hash FROM "
-        f"(SELECT DISTINCT {', '.join(state)} FROM l WHERE agent_arn IS NOT NULL)) "
+        f"WITH l AS ({latest}) "
         f"SELECT {', '.join('l.' + c for c in _NB_COLS)}, h.agent_state_hash, "
         f"{customer_id_sha1_sql('l.customer_endpoint_type', 'l.customer_endpoint_address')} AS cid_sha1 "
-        f"FROM l LEFT JOIN h ON {same_state}"
+        f"FROM l LEFT JOIN states h ON {same_state}"
     )
     ex(
         "CREATE OR REPLACE TEMP TABLE nb AS SELECT * EXCLUDE (cid_sha1), CASE WHEN customer_endpoint_address "
@@ -160,7 +174,7 @@ def load_staged(
     report.stale_versions = report.contacts_in - report.inserted - report.updated
     ex("BEGIN TRANSACTION")
     try:
-        _upsert_dimensions(conn, staged)
+        _upsert_dimensions(conn)
         _agent_versions(conn, report)
         _write_facts(conn, staged, report)
         if files:
@@ -191,7 +205,7 @@ def _commit_without_vacuum(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute("COMMIT")
 
 
-def _upsert_dimensions(conn: duckdb.DuckDBPyConnection, staged: str) -> None:
+def _upsert_dimensions(conn: duckdb.DuckDBPyConnection) -> None:
     ex = conn.execute
     ex(
         "INSERT INTO connect.dim_date SELECT DISTINCT CAST(strftime(d, '%Y%m%d') AS INTEGER), d, year(d), "
@@ -211,22 +225,14 @@ def _upsert_dimensions(conn: duckdb.DuckDBPyConnection, staged: str) -> None:
         "customer_endpoint_type, customer_endpoint_address FROM nb WHERE customer_id IS NOT NULL "
         "ON CONFLICT DO NOTHING"
     )
-    # The state columns are not in ``nb``: the batch is read again only when it has new states.
-    new_states = [
-        r[0]
-        for r in ex(
-            "SELECT agent_state_hash FROM nb WHERE agent_state_hash IS NOT NULL "
-            "EXCEPT SELECT state_hash FROM connect.agent_states"
-        ).fetchall()
-    ]
-    if new_states:
-        # One contact per new state (equal hashes are equal states): a small join build side.
-        ex(
-            "INSERT INTO connect.agent_states SELECT nb.agent_state_hash, "
-            f"{', '.join('s.' + c for c in AGENT_STATE)} FROM {staged} s JOIN (SELECT DISTINCT ON "
-            f"(agent_state_hash) * FROM nb WHERE list_contains(?, agent_state_hash)) nb ON {_WINNER}",
-            [new_states],
-        )
+    # The states the facts will point at (those of the latest versions) that are new. One row per
+    # hash, as the key wants (states that hash alike are one state to the dimension).
+    ex(
+        "INSERT INTO connect.agent_states SELECT DISTINCT ON (agent_state_hash) agent_state_hash, "
+        f"{', '.join(AGENT_STATE)} FROM states "
+        "WHERE agent_state_hash IN (SELECT agent_state_hash FROM nb EXCEPT SELECT state_hash "
+        "FROM connect.agent_states)"
+    )
 
 
 _RUNS_SQL = f"""
