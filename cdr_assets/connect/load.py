@@ -220,10 +220,13 @@ def _upsert_dimensions(conn: duckdb.DuckDBPyConnection) -> None:
         "ON CONFLICT (queue_arn) DO UPDATE SET queue_name = excluded.queue_name, "
         "name_seen_at = excluded.name_seen_at WHERE excluded.name_seen_at > dim_queue.name_seen_at"
     )
+    # One row per customer id before its key is computed, and the ids the dimension has left out
+    # before the insert: ON CONFLICT alone hashed, grouped and merged every contact's row (~2x).
     ex(
-        f"INSERT INTO connect.dim_customer SELECT DISTINCT customer_id, {key_sql('customer_id')}, "
-        "customer_endpoint_type, customer_endpoint_address FROM nb WHERE customer_id IS NOT NULL "
-        "ON CONFLICT DO NOTHING"
+        f"INSERT INTO connect.dim_customer SELECT customer_id, {key_sql('customer_id')}, t, a FROM ("
+        "SELECT customer_id, any_value(customer_endpoint_type) AS t, any_value(customer_endpoint_address) "
+        "AS a FROM nb WHERE customer_id IS NOT NULL GROUP BY customer_id) "
+        "ANTI JOIN connect.dim_customer USING (customer_id)"
     )
     # The states the facts will point at (those of the latest versions) that are new. One row per
     # hash, as the key wants (states that hash alike are one state to the dimension).
