@@ -241,28 +241,29 @@ def _upsert_dimensions(conn: duckdb.DuckDBPyConnection) -> None:
 _RUNS_SQL = f"""
 CREATE OR REPLACE TEMP TABLE runs AS
 WITH anchor AS (
-    SELECT agent_arn, v_key AS old_key, v_h AS h, vf AS t, '' AS contact_id
+    SELECT agent_arn, agent_no, v_key AS old_key, v_h AS h, vf AS t, '' AS contact_id
     FROM bounds WHERE by_version AND v_key IS NOT NULL
     UNION ALL
-    SELECT s.agent_arn, arg_max(s.agent_key, (s.t, s.contact_id)), arg_max(s.h, (s.t, s.contact_id)),
-           max(s.t), arg_max(s.contact_id, (s.t, s.contact_id))
+    SELECT s.agent_arn, b.agent_no, arg_max(s.agent_key, (s.t, s.contact_id)),
+           arg_max(s.h, (s.t, s.contact_id)), max(s.t), arg_max(s.contact_id, (s.t, s.contact_id))
     FROM scope s JOIN bounds b USING (agent_arn)
-    WHERE NOT b.by_version AND (s.t, s.contact_id) < (b.kt, b.kc) GROUP BY s.agent_arn
+    WHERE NOT b.by_version AND (s.t, s.contact_id) < (b.kt, b.kc) GROUP BY s.agent_arn, b.agent_no
 ), w AS (
-    SELECT agent_arn, t, contact_id, h, old_key, true AS is_anchor FROM anchor
+    SELECT agent_arn, agent_no, t, contact_id, h, old_key, true AS is_anchor FROM anchor
     UNION ALL
-    SELECT s.agent_arn, s.t, s.contact_id, s.h, s.agent_key, false
+    SELECT s.agent_arn, b.agent_no, s.t, s.contact_id, s.h, s.agent_key, false
     FROM scope s JOIN bounds b USING (agent_arn)
     WHERE (s.t, s.contact_id) >= (b.kt, b.kc) AND s.contact_id NOT IN (SELECT contact_id FROM chg)
     UNION ALL
-    SELECT c.agent_arn, c.t, c.contact_id, c.h, c.old_key, false FROM chg c JOIN bounds b USING (agent_arn)
+    SELECT c.agent_arn, b.agent_no, c.t, c.contact_id, c.h, c.old_key, false
+    FROM chg c JOIN bounds b USING (agent_arn)
     WHERE (c.t, c.contact_id) >= (b.kt, b.kc)
 ), o AS (
-    SELECT *, CASE WHEN lag(h) OVER (PARTITION BY agent_arn ORDER BY t, contact_id) IS DISTINCT FROM h
+    SELECT *, CASE WHEN lag(h) OVER (PARTITION BY agent_no ORDER BY t, contact_id) IS DISTINCT FROM h
                    THEN 1 ELSE 0 END AS s
     FROM w
 )
-SELECT *, sum(s) OVER (PARTITION BY agent_arn ORDER BY t, contact_id ROWS UNBOUNDED PRECEDING) AS run_no
+SELECT *, sum(s) OVER (PARTITION BY agent_no ORDER BY t, contact_id ROWS UNBOUNDED PRECEDING) AS run_no
 FROM o;
 CREATE OR REPLACE TEMP TABLE versions AS
 WITH v AS (
@@ -309,9 +310,12 @@ def _agent_versions(conn: duckdb.DuckDBPyConnection, report: LoadReport) -> None
         "coalesce(m.at_k, 0) = 0 AND coalesce(v.n, 0) <= 1 AS by_version FROM bounds b "
         "LEFT JOIN m USING (agent_arn) LEFT JOIN v USING (agent_arn)"
     )
+    # agent_no: a number per touched agent for the run windows to partition by. Sorting by the ARNs
+    # (long strings with a shared prefix) made the runs statement ~25 % slower.
     ex(
         "CREATE OR REPLACE TEMP TABLE bounds AS SELECT *, "
-        "CASE WHEN by_version THEN kt ELSE coalesce(vf, kt) END AS lo FROM bounds"
+        "CASE WHEN by_version THEN kt ELSE coalesce(vf, kt) END AS lo, row_number() OVER () AS agent_no "
+        "FROM bounds"
     )
     (report.agents_touched, lo) = ex("SELECT count(*), min(lo) FROM bounds").fetchone()  # type: ignore[misc]
     # The constant lower bound lets the scan skip row groups by their zone maps.
