@@ -162,6 +162,7 @@ def _leaf(kind: str, v: str) -> tuple[str | None, str]:
 # ``with_voice_mail``) or added: the account id and Attributes. Hashes staged before the
 # afternoon of 2026-11-27 were over the values cast one by one: see the README (ties only).
 _KINDS_JOINED = ("str", "ts", "int")
+_LEAF_COLUMNS = ", ".join(f"leaves_{k}" for k in _KINDS_JOINED)  # added by ``_with_leaves``, then dropped
 RECORD_HASH = "md5(concat(leaves_str, leaves_ts, leaves_int, aws_account_id, chr(31), attributes))"
 
 
@@ -208,15 +209,14 @@ def _select() -> str:
         f"read_json($paths, format = 'auto', columns = {COLUMNS_ARG}, "
         "compression = $compression, filename = true)"
     )
-    leaves = ", ".join(f"leaves_{k}" for k in _KINDS_JOINED)
     # record_hash as in ``finish``, here so that it runs on the reading threads.
     return (
-        f"SELECT * EXCLUDE ({leaves}), {RECORD_HASH} AS record_hash FROM (SELECT {', '.join(values)}, "
+        f"SELECT * EXCLUDE ({_LEAF_COLUMNS}), {RECORD_HASH} AS record_hash FROM (SELECT {', '.join(values)}, "
         "Recording.Location IS NOT NULL AS with_voice_mail, "
         # Absent or empty -> NULL, as flatten writes it; DuckDB's JSON text (``finish`` puts the
         # decoder's text through the same serializer).
         "CASE WHEN Attributes <> '{}' THEN CAST(Attributes AS VARCHAR) END AS attributes, "
-        f"filename AS source_key, {leaves}, coalesce({' AND '.join(checks)}, false) AS ok "
+        f"filename AS source_key, {_LEAF_COLUMNS}, coalesce({' AND '.join(checks)}, false) AS ok "
         f"FROM ({_with_leaves(read, lambda name, path: path)}))"
     )
 
@@ -335,10 +335,9 @@ def finish(rows: pa.Table) -> pa.Table:
     with duckdb.connect() as conn:
         conn.register("finish_rows", rows)
         attributes = "(SELECT * REPLACE (CAST(json(attributes) AS VARCHAR) AS attributes) FROM finish_rows)"
-        leaves = ", ".join(f"leaves_{k}" for k in _KINDS_JOINED)
         return (
             conn.execute(
-                f"SELECT * EXCLUDE ({leaves}) REPLACE ({RECORD_HASH} AS record_hash) "
+                f"SELECT * EXCLUDE ({_LEAF_COLUMNS}) REPLACE ({RECORD_HASH} AS record_hash) "
                 f"FROM ({_with_leaves(attributes, _staged_text)})"
             )
             .fetch_arrow_table()
